@@ -1,0 +1,12 @@
+// Every migration, in order. Listed explicitly (rather than scanned from the folder) so the same
+// code runs from TypeScript sources in tests and from the compiled output in production.
+import type { Knex } from 'knex';
+import * as initial from './20261123000001_initial.js';
+
+export interface Migration {
+  name: string;
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+export const migrations: readonly Migration[] = [initial];

@@ -1,0 +1,349 @@
+// The one place that reads the environment. Parsed once at start-up; a bad value stops the
+// process with the variable's name and the reason (see ConfigError). Everything else receives
+// the typed Config object: no module reads process.env on its own.
+import os from 'node:os';
+import path from 'node:path';
+import ipaddr from 'ipaddr.js';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: 'must be a whole number' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, { error: `must be at least ${min}` })
+        .max(max, { error: `must be at most ${max}` }),
+    );
+
+const port = int(0, 65535);
+
+const nonEmpty = z.string().min(1, { error: 'must not be empty' });
+
+const httpsUrl = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === 'https:' && !v.endsWith('/') && u.search === '' && u.hash === '';
+    } catch {
+      return false;
+    }
+  },
+  { error: 'must be an absolute https URL without a trailing slash, query or fragment' },
+);
+
+const postgresUrl = z.string().refine(
+  (v) => {
+    try {
+      return ['postgres:', 'postgresql:'].includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  },
+  { error: 'must be a postgres:// or postgresql:// connection string' },
+);
+
+const cidrList = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  )
+  .refine((list) => list.every(isAddressOrCidr), {
+    error: 'must be a comma-separated list of IP addresses or CIDR ranges',
+  });
+
+function isAddressOrCidr(v: string): boolean {
+  try {
+    if (v.includes('/')) ipaddr.parseCIDR(v);
+    else ipaddr.parse(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+  error: 'must be one of fatal, error, warn, info, debug, trace, silent',
+});
+
+/** Raw environment schema: one entry per variable, named exactly as in CONTRACT.md/README. */
+const envSchema = z.object({
+  DATABASE_URL: postgresUrl.optional(),
+  DATA_DIR: nonEmpty.default('./.data'),
+  DB_POOL_MAX: int(1, 200).default(10),
+  MIGRATE_ON_START: bool.default(true),
+
+  HOST: nonEmpty.default('127.0.0.1'),
+  PORT: port.default(8443),
+  ADMIN_PORT: port.default(9090),
+  PUBLIC_URL: httpsUrl.optional(),
+  TLS_CERT_FILE: nonEmpty.default('certs/dev/server.crt'),
+  TLS_KEY_FILE: nonEmpty.default('certs/dev/server.key'),
+  TLS_CLIENT_CA_FILE: nonEmpty.default('certs/dev/ca.crt'),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+
+  CLIENT_CERT_HEADER: z
+    .string()
+    .regex(/^[a-z0-9-]+$/i, { error: 'must be an HTTP header name' })
+    .optional(),
+  TRUSTED_PROXIES: cidrList.default([]),
+
+  ACCESS_TOKEN_TTL_SECONDS: int(30, 86_400).default(600),
+  CLIENT_ASSERTION_MAX_LIFETIME_SECONDS: int(10, 3_600).default(600),
+  CLOCK_TOLERANCE_SECONDS: int(0, 300).default(10),
+
+  CALLBACK_ALLOW_PRIVATE_NETWORKS: bool.default(false),
+  REQUIRE_REQUEST_SIGNATURE: bool.default(true),
+  OB_TRUST_ANCHOR: nonEmpty.default('openbanking.org.uk'),
+  SET_TYP: z
+    .enum(['JOSE', 'secevent+jwt'], { error: 'must be JOSE or secevent+jwt' })
+    .default('JOSE'),
+  ASPSP_FINANCIAL_ID: nonEmpty.default('ob-events-dev'),
+
+  SIGNING_KEY_OVERLAP_DAYS: int(0, 3_650).default(7),
+  SIGNING_KEY_FILE: nonEmpty.optional(),
+  SIGNING_KEY_KID: nonEmpty.optional(),
+  KEY_ENCRYPTION_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, {
+      error: 'must be 32 bytes, base64-encoded (openssl rand -base64 32)',
+    })
+    .optional(),
+  SIGNING_WORKERS: int(0, 64).default(Math.max(1, os.availableParallelism())),
+
+  ADMIN_API_SECRET: z.string().min(16, { error: 'must be at least 16 characters' }).optional(),
+  EVENT_RETENTION_DAYS: int(0, 3_650).default(7),
+
+  POLL_DEFAULT_MAX_EVENTS: int(1, 100_000).default(10),
+  POLL_MAX_EVENTS: int(1, 100_000).default(1000),
+  POLL_LEASE_SECONDS: int(1, 86_400).default(30),
+  LONG_POLL_SECONDS: int(0, 300).default(20),
+  LONG_POLL_MAX_PER_CLIENT: int(1, 10_000).default(10),
+
+  PUSH_CA_FILE: nonEmpty.optional(),
+  PUSH_CLIENT_CERT_FILE: nonEmpty.optional(),
+  PUSH_CLIENT_KEY_FILE: nonEmpty.optional(),
+  PUSH_CONCURRENCY: int(0, 1_000).default(32),
+  PUSH_PER_ORIGIN_CONCURRENCY: int(1, 100).default(8),
+  PUSH_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  PUSH_RETRY_BASE_MS: int(1, 3_600_000).default(1000),
+  PUSH_MAX_ATTEMPTS: int(1, 1_000).default(10),
+  PUSH_MAX_AGE_SECONDS: int(1, 31_536_000).default(86_400),
+  PUSH_BREAKER_FAILURES: int(1, 1_000).default(5),
+  PUSH_BREAKER_OPEN_SECONDS: int(1, 86_400).default(30),
+
+  LOG_LEVEL: logLevel.default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
+});
+
+export type Env = Record<string, string | undefined>;
+
+export interface Config {
+  database: { url: string | undefined; dataDir: string; poolMax: number; migrateOnStart: boolean };
+  http: {
+    host: string;
+    port: number;
+    adminPort: number;
+    publicUrl: string;
+    tlsCertFile: string;
+    tlsKeyFile: string;
+    tlsClientCaFile: string;
+    /** Set when no TLS_* file was configured: the development PKI directory, created when missing. */
+    devPkiDir: string | undefined;
+    shutdownTimeoutMs: number;
+    /** TLS-terminating proxy mode: client certificate taken from this header, only from trusted proxies. */
+    clientCertHeader: string | undefined;
+    trustedProxies: string[];
+  };
+  auth: {
+    accessTokenTtlSeconds: number;
+    clientAssertionMaxLifetimeSeconds: number;
+    clockToleranceSeconds: number;
+  };
+  subscriptions: {
+    callbackAllowPrivateNetworks: boolean;
+    requireRequestSignature: boolean;
+    trustAnchor: string;
+  };
+  keys: {
+    overlapDays: number;
+    keyFile: string | undefined;
+    keyFileKid: string | undefined;
+    encryptionKey: Buffer | undefined;
+    signingWorkers: number;
+  };
+  events: {
+    setTyp: 'JOSE' | 'secevent+jwt';
+    adminApiSecret: string | undefined;
+    retentionDays: number;
+  };
+  polling: {
+    defaultMaxEvents: number;
+    maxEvents: number;
+    leaseSeconds: number;
+    longPollSeconds: number;
+    longPollMaxPerClient: number;
+  };
+  push: {
+    financialId: string;
+    caFile: string | undefined;
+    clientCertFile: string | undefined;
+    clientKeyFile: string | undefined;
+    concurrency: number;
+    perOriginConcurrency: number;
+    timeoutMs: number;
+    retryBaseMs: number;
+    maxAttempts: number;
+    maxAgeSeconds: number;
+    breakerFailures: number;
+    breakerOpenSeconds: number;
+  };
+  log: { level: z.infer<typeof logLevel>; format: 'json' | 'pretty' };
+  /** Which settings fell back to development defaults (reported loudly at start-up). */
+  developmentDefaults: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly reason: string,
+  ) {
+    super(`${variable}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const parsed = envSchema.safeParse(emptyAsUnset(env));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue?.path[0] ?? 'environment');
+    throw new ConfigError(variable, issue?.message ?? 'invalid');
+  }
+  const e = parsed.data;
+  crossCheck(e);
+
+  const resolve = (p: string) => path.resolve(cwd, p);
+  const developmentDefaults: string[] = [];
+  if (!e.DATABASE_URL)
+    developmentDefaults.push(`embedded PGlite database in ${resolve(e.DATA_DIR)}`);
+  const tlsConfigured = ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE'].some(
+    (k) => env[k] !== undefined && env[k] !== '',
+  );
+  if (!tlsConfigured)
+    developmentDefaults.push(`development PKI in ${resolve('certs/dev')} (not for production)`);
+  if (!e.KEY_ENCRYPTION_KEY && !e.SIGNING_KEY_FILE) {
+    developmentDefaults.push('signing keys stored unencrypted (set KEY_ENCRYPTION_KEY)');
+  }
+
+  return {
+    database: {
+      url: e.DATABASE_URL,
+      dataDir: resolve(e.DATA_DIR),
+      poolMax: e.DB_POOL_MAX,
+      migrateOnStart: e.MIGRATE_ON_START,
+    },
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      adminPort: e.ADMIN_PORT,
+      publicUrl: e.PUBLIC_URL ?? `https://localhost:${e.PORT}`,
+      tlsCertFile: resolve(e.TLS_CERT_FILE),
+      tlsKeyFile: resolve(e.TLS_KEY_FILE),
+      tlsClientCaFile: resolve(e.TLS_CLIENT_CA_FILE),
+      devPkiDir: tlsConfigured ? undefined : resolve('certs/dev'),
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+      clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
+      trustedProxies: e.TRUSTED_PROXIES,
+    },
+    auth: {
+      accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+      clientAssertionMaxLifetimeSeconds: e.CLIENT_ASSERTION_MAX_LIFETIME_SECONDS,
+      clockToleranceSeconds: e.CLOCK_TOLERANCE_SECONDS,
+    },
+    subscriptions: {
+      callbackAllowPrivateNetworks: e.CALLBACK_ALLOW_PRIVATE_NETWORKS,
+      requireRequestSignature: e.REQUIRE_REQUEST_SIGNATURE,
+      trustAnchor: e.OB_TRUST_ANCHOR,
+    },
+    keys: {
+      overlapDays: e.SIGNING_KEY_OVERLAP_DAYS,
+      keyFile: e.SIGNING_KEY_FILE ? resolve(e.SIGNING_KEY_FILE) : undefined,
+      keyFileKid: e.SIGNING_KEY_KID,
+      encryptionKey: e.KEY_ENCRYPTION_KEY ? Buffer.from(e.KEY_ENCRYPTION_KEY, 'base64') : undefined,
+      signingWorkers: e.SIGNING_WORKERS,
+    },
+    events: {
+      setTyp: e.SET_TYP,
+      adminApiSecret: e.ADMIN_API_SECRET,
+      retentionDays: e.EVENT_RETENTION_DAYS,
+    },
+    polling: {
+      defaultMaxEvents: e.POLL_DEFAULT_MAX_EVENTS,
+      maxEvents: e.POLL_MAX_EVENTS,
+      leaseSeconds: e.POLL_LEASE_SECONDS,
+      longPollSeconds: e.LONG_POLL_SECONDS,
+      longPollMaxPerClient: e.LONG_POLL_MAX_PER_CLIENT,
+    },
+    push: {
+      financialId: e.ASPSP_FINANCIAL_ID,
+      caFile: e.PUSH_CA_FILE ? resolve(e.PUSH_CA_FILE) : undefined,
+      clientCertFile: e.PUSH_CLIENT_CERT_FILE ? resolve(e.PUSH_CLIENT_CERT_FILE) : undefined,
+      clientKeyFile: e.PUSH_CLIENT_KEY_FILE ? resolve(e.PUSH_CLIENT_KEY_FILE) : undefined,
+      concurrency: e.PUSH_CONCURRENCY,
+      perOriginConcurrency: e.PUSH_PER_ORIGIN_CONCURRENCY,
+      timeoutMs: e.PUSH_TIMEOUT_MS,
+      retryBaseMs: e.PUSH_RETRY_BASE_MS,
+      maxAttempts: e.PUSH_MAX_ATTEMPTS,
+      maxAgeSeconds: e.PUSH_MAX_AGE_SECONDS,
+      breakerFailures: e.PUSH_BREAKER_FAILURES,
+      breakerOpenSeconds: e.PUSH_BREAKER_OPEN_SECONDS,
+    },
+    log: {
+      level: e.LOG_LEVEL,
+      format: e.LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json'),
+    },
+    developmentDefaults,
+  };
+}
+
+/** An empty variable (`FOO=`) counts as unset, as most shells and compose files intend. */
+function emptyAsUnset(env: Env): Env {
+  const out: Env = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
+  return out;
+}
+
+function crossCheck(e: z.infer<typeof envSchema>): void {
+  if (e.POLL_DEFAULT_MAX_EVENTS > e.POLL_MAX_EVENTS) {
+    throw new ConfigError('POLL_DEFAULT_MAX_EVENTS', 'must not exceed POLL_MAX_EVENTS');
+  }
+  if ((e.SIGNING_KEY_FILE === undefined) !== (e.SIGNING_KEY_KID === undefined)) {
+    throw new ConfigError(
+      e.SIGNING_KEY_FILE === undefined ? 'SIGNING_KEY_FILE' : 'SIGNING_KEY_KID',
+      'SIGNING_KEY_FILE and SIGNING_KEY_KID must be set together',
+    );
+  }
+  if ((e.PUSH_CLIENT_CERT_FILE === undefined) !== (e.PUSH_CLIENT_KEY_FILE === undefined)) {
+    throw new ConfigError(
+      e.PUSH_CLIENT_CERT_FILE === undefined ? 'PUSH_CLIENT_CERT_FILE' : 'PUSH_CLIENT_KEY_FILE',
+      'PUSH_CLIENT_CERT_FILE and PUSH_CLIENT_KEY_FILE must be set together',
+    );
+  }
+  if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {
+    throw new ConfigError(
+      'TRUSTED_PROXIES',
+      'must list the proxy addresses (CIDR) when CLIENT_CERT_HEADER is set',
+    );
+  }
+}

@@ -1,0 +1,232 @@
+// The embedded database for `npm start` with no DATABASE_URL: PGlite (Postgres compiled to WASM)
+// in this process, served over the Postgres wire protocol on a loopback port by pglite-socket.
+// Everything else then talks to it through the same `pg` driver and SQL as a real server, so
+// there is one code path. What differs, and why:
+// - PGlite is one backend: the socket server queues statements and runs one transaction at a
+//   time. `FOR UPDATE SKIP LOCKED` is valid SQL there and trivially correct (nothing is ever
+//   locked by anyone else), and code must not wait inside a transaction on another connection.
+// - NOTIFY: the single backend emits notifications into whichever connection committed, so we
+//   read NotificationResponse frames from every reply and hand them to the in-process notifier.
+// - Another process (a CLI command while `serve` runs) must not open the same directory; the
+//   owner writes a lock file with its port, and other processes connect to that port instead.
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../logger.js';
+
+const LOCK_FILE = 'ob-events.lock.json';
+
+export interface EmbeddedServer {
+  connectionString: string;
+  /** True when this process owns the PGlite instance; false when it uses another process's. */
+  owner: boolean;
+  /** NOTIFY payloads seen by the owner: emits (channel, payload). Empty when not the owner. */
+  notifications: EventEmitter;
+  close(): Promise<void>;
+}
+
+interface LockContent {
+  pid: number;
+  port: number;
+}
+
+// Opens within this process share one owner (tests start a server and inspect its database; a
+// process must never open the same directory twice).
+const openInThisProcess = new Map<string, { refs: number; server: Promise<EmbeddedServer> }>();
+
+export async function openEmbedded(dataDir: string, logger: Logger): Promise<EmbeddedServer> {
+  const key = path.resolve(dataDir);
+  let entry = openInThisProcess.get(key);
+  if (!entry) {
+    entry = { refs: 0, server: openExclusive(key, logger) };
+    openInThisProcess.set(key, entry);
+    entry.server.catch(() => openInThisProcess.delete(key));
+  }
+  entry.refs += 1;
+  const shared = await entry.server;
+  const current = entry;
+  let closed = false;
+  return {
+    ...shared,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      current.refs -= 1;
+      if (current.refs === 0) {
+        openInThisProcess.delete(key);
+        await shared.close();
+      }
+    },
+  };
+}
+
+async function openExclusive(dataDir: string, logger: Logger): Promise<EmbeddedServer> {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const lockPath = path.join(dataDir, LOCK_FILE);
+  const deadline = Date.now() + 30_000;
+
+  while (Date.now() < deadline) {
+    const existing = readLock(lockPath);
+    if (existing === 'unreadable') {
+      await sleep(100); // being written by its owner right now
+      continue;
+    }
+    if (existing && existing.pid !== process.pid && isAlive(existing.pid)) {
+      if (existing.port === 0) {
+        await sleep(100); // its owner is still starting PGlite
+        continue;
+      }
+      logger.debug(
+        { pid: existing.pid, port: existing.port },
+        'using the embedded database of a running ob-events',
+      );
+      return {
+        connectionString: connectionStringFor(existing.port),
+        owner: false,
+        notifications: new EventEmitter(),
+        close: async () => {},
+      };
+    }
+    if (existing) fs.rmSync(lockPath, { force: true }); // stale: its process is gone
+    let fd: number;
+    try {
+      fd = fs.openSync(lockPath, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // another process won the race
+      throw err;
+    }
+    try {
+      fs.writeSync(fd, JSON.stringify({ pid: process.pid, port: 0 } satisfies LockContent));
+      fs.closeSync(fd);
+      const server = await startOwner(dataDir, logger);
+      writeLockAtomically(lockPath, { pid: process.pid, port: server.port });
+      return {
+        connectionString: connectionStringFor(server.port),
+        owner: true,
+        notifications: server.notifications,
+        close: async () => {
+          await server.stop();
+          const lock = readLock(lockPath);
+          if (lock !== 'unreadable' && lock?.pid === process.pid)
+            fs.rmSync(lockPath, { force: true });
+        },
+      };
+    } catch (err) {
+      fs.rmSync(lockPath, { force: true });
+      throw err;
+    }
+  }
+  throw new Error(`timed out waiting for the embedded database lock ${lockPath}`);
+}
+
+async function startOwner(dataDir: string, logger: Logger) {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
+  const started = Date.now();
+  const db = await PGlite.create(path.join(dataDir, 'pgdata'));
+  const notifications = new EventEmitter();
+  notifications.setMaxListeners(0);
+  captureNotifications(db, notifications, logger);
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 200 });
+  await server.start();
+  const port = Number((server as unknown as { port: number }).port);
+  logger.debug({ ms: Date.now() - started, port }, 'embedded PGlite started');
+  return {
+    port,
+    notifications,
+    stop: async () => {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
+
+type RawStream = (
+  message: Uint8Array,
+  options: { onRawData: (data: Uint8Array) => void; syncToFs?: boolean },
+) => Promise<void>;
+
+/**
+ * Wraps PGlite's raw protocol entry point (the one pglite-socket uses) to find
+ * NotificationResponse ('A') frames in each reply: int32 length, int32 pid, channel\0, payload\0.
+ */
+function captureNotifications(db: object, out: EventEmitter, logger: Logger): void {
+  const target = db as { execProtocolRawStream: RawStream };
+  const original = target.execProtocolRawStream.bind(db);
+  target.execProtocolRawStream = async (message, options) => {
+    const chunks: Buffer[] = [];
+    await original(message, {
+      ...options,
+      onRawData: (data) => {
+        chunks.push(Buffer.from(data));
+        options.onRawData(data);
+      },
+    });
+    if (chunks.length === 0) return;
+    const reply = Buffer.concat(chunks);
+    for (let off = 0; off + 5 <= reply.length;) {
+      const type = reply[off];
+      const len = reply.readInt32BE(off + 1);
+      if (len < 4 || off + 1 + len > reply.length) break;
+      if (type === 0x41) {
+        const [channel, payload] = reply
+          .subarray(off + 9, off + 1 + len)
+          .toString('utf8')
+          .split('\0');
+        if (channel !== undefined) {
+          try {
+            out.emit('notification', channel, payload ?? '');
+          } catch (err) {
+            logger.error({ err }, 'notification handler failed');
+          }
+        }
+      }
+      off += 1 + len;
+    }
+  };
+}
+
+function connectionStringFor(port: number): string {
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+function readLock(lockPath: string): LockContent | 'unreadable' | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(lockPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<LockContent>;
+    if (typeof parsed.pid === 'number' && typeof parsed.port === 'number') {
+      return { pid: parsed.pid, port: parsed.port };
+    }
+  } catch {
+    // fall through
+  }
+  // Half-written by a live owner, or left corrupt by a dead one: stale after a few seconds.
+  const stat = fs.statSync(lockPath, { throwIfNoEntry: false });
+  if (!stat) return undefined;
+  return Date.now() - stat.mtimeMs > 5_000 ? { pid: -1, port: -1 } : 'unreadable';
+}
+
+function writeLockAtomically(lockPath: string, content: LockContent): void {
+  const tmp = `${lockPath}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(content));
+  fs.renameSync(tmp, lockPath);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function isAlive(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,187 @@
+// TPP clients: registration rules, revocation, and the cached lookup every request makes.
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import type { Clock } from '../clock.js';
+import { DnSyntaxError, formatDn, parseDn } from '../crypto/distinguishedName.js';
+import { CHANNELS, notify, type Notifier } from '../db/notifier.js';
+import type { AuthMethod, Client, ClientsStore } from '../db/stores/clientsStore.js';
+import { AppError, invalid } from '../errors.js';
+import type { Knex } from 'knex';
+
+export const KNOWN_SCOPES = ['accounts', 'payments', 'fundsconfirmations', 'eventpolling'] as const;
+export const DEFAULT_SCOPES = ['accounts', 'payments', 'fundsconfirmations'];
+const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+const KEY_ALGS = ['PS256', 'ES256'];
+
+/** How long a client lookup may be served from memory: revocation reaches every replica within it. */
+const CLIENT_CACHE_MS = 1_000;
+
+export interface ClientRegistration {
+  clientId: string;
+  name?: string | undefined;
+  authMethod?: string | undefined;
+  jwks: unknown;
+  tlsSubjectDn?: string | undefined;
+  scopes?: string[] | undefined;
+  signingIss?: string | undefined;
+}
+
+export interface ClientsDeps {
+  store: ClientsStore;
+  knex: Knex;
+  clock: Clock;
+}
+
+export class Clients {
+  private readonly cache = new Map<string, { client: Client | undefined; until: number }>();
+
+  constructor(private readonly deps: ClientsDeps) {}
+
+  /** Invalidate cached entries when any replica changes a client. */
+  async watch(notifier: Notifier): Promise<void> {
+    await notifier.listen(CHANNELS.config, (payload) => {
+      if (payload.startsWith('client:')) this.cache.delete(payload.slice('client:'.length));
+    });
+    notifier.onResync(() => this.cache.clear());
+  }
+
+  async register(input: ClientRegistration): Promise<Client> {
+    const client = await validateRegistration(input);
+    const created = await this.deps.store.insert(client);
+    if (!created) throw new AppError('conflict', `client ${client.clientId} is already registered`);
+    return created;
+  }
+
+  list(): Promise<Client[]> {
+    return this.deps.store.list();
+  }
+
+  async revoke(clientId: string): Promise<Client> {
+    const client = await this.deps.knex.transaction(async (trx) => {
+      const revoked = await this.deps.store.in(trx).revoke(clientId);
+      await notify(trx, CHANNELS.config, `client:${clientId}`);
+      return revoked;
+    });
+    if (!client) throw new AppError('not_found', `no client ${clientId}`);
+    this.cache.delete(clientId);
+    return client;
+  }
+
+  /** The client if it exists and is active; cached for at most a second. */
+  async findActive(clientId: string): Promise<Client | undefined> {
+    const now = this.deps.clock.now();
+    const hit = this.cache.get(clientId);
+    if (hit && hit.until > now) return hit.client;
+    const found = await this.deps.store.find(clientId);
+    const client = found?.status === 'active' ? found : undefined;
+    if (this.cache.size > 10_000) this.cache.clear(); // bound memory under a flood of unknown ids
+    this.cache.set(clientId, { client, until: now + CLIENT_CACHE_MS });
+    return client;
+  }
+}
+
+async function validateRegistration(input: ClientRegistration) {
+  if (!CLIENT_ID.test(input.clientId)) {
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      'client id must be 1-128 characters of A-Z a-z 0-9 . _ : -',
+      'client_id',
+    );
+  }
+  const authMethod = (input.authMethod ?? 'private_key_jwt') as AuthMethod;
+  if (authMethod !== 'private_key_jwt' && authMethod !== 'tls_client_auth') {
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      'auth method must be private_key_jwt or tls_client_auth',
+      'auth',
+    );
+  }
+  let tlsSubjectDn: string | null = null;
+  if (input.tlsSubjectDn !== undefined) {
+    try {
+      tlsSubjectDn = formatDn(parseDn(input.tlsSubjectDn));
+    } catch (err) {
+      if (err instanceof DnSyntaxError) {
+        throw invalid('UK.OBIE.Field.Invalid', `TLS subject DN: ${err.message}`, 'tls_subject_dn');
+      }
+      throw err;
+    }
+  }
+  if (authMethod === 'tls_client_auth' && tlsSubjectDn === null) {
+    throw invalid(
+      'UK.OBIE.Field.Missing',
+      'tls_client_auth needs the TLS subject DN',
+      'tls_subject_dn',
+    );
+  }
+  const scopes = input.scopes ?? DEFAULT_SCOPES;
+  const unknown = scopes.filter((s) => !(KNOWN_SCOPES as readonly string[]).includes(s));
+  if (scopes.length === 0 || unknown.length > 0) {
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      `scopes must be some of ${KNOWN_SCOPES.join(', ')}${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`,
+      'scopes',
+    );
+  }
+  const name = input.name ?? input.clientId;
+  if (name.length < 1 || name.length > 200)
+    throw invalid('UK.OBIE.Field.Invalid', 'name must be 1-200 characters', 'name');
+  const signingIss = input.signingIss ?? input.clientId;
+  if (signingIss.length < 1 || signingIss.length > 256) {
+    throw invalid('UK.OBIE.Field.Invalid', 'signing iss must be 1-256 characters', 'signing_iss');
+  }
+  return {
+    clientId: input.clientId,
+    name,
+    authMethod,
+    jwks: await validatePublicJwks(input.jwks),
+    tlsSubjectDn,
+    scopes: [...new Set(scopes)],
+    signingIss,
+  };
+}
+
+/** A public JWK Set of RSA or EC signing keys, each with a unique kid and no private members. */
+export async function validatePublicJwks(value: unknown): Promise<JSONWebKeySet> {
+  const fail = (message: string) => invalid('UK.OBIE.Field.Invalid', `JWKS: ${message}`, 'jwks');
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    !Array.isArray((value as { keys?: unknown }).keys)
+  ) {
+    throw fail('must be a JSON object with a "keys" array');
+  }
+  const keys = (value as { keys: unknown[] }).keys;
+  if (keys.length === 0) throw fail('has no keys');
+  const kids = new Set<string>();
+  const clean: JWK[] = [];
+  for (const [i, k] of keys.entries()) {
+    if (typeof k !== 'object' || k === null) throw fail(`key ${i} is not an object`);
+    const jwk = k as JWK & Record<string, unknown>;
+    if (PRIVATE_MEMBERS.some((m) => m in jwk)) throw fail(`key ${i} contains private key material`);
+    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC') throw fail(`key ${i}: kty must be RSA or EC`);
+    if (typeof jwk.kid !== 'string' || jwk.kid === '') throw fail(`key ${i} has no kid`);
+    if (kids.has(jwk.kid)) throw fail(`kid ${jwk.kid} appears twice`);
+    kids.add(jwk.kid);
+    if (jwk.use !== undefined && jwk.use !== 'sig') throw fail(`key ${jwk.kid}: use must be sig`);
+    if (jwk.alg !== undefined && !KEY_ALGS.includes(jwk.alg))
+      throw fail(`key ${jwk.kid}: alg must be PS256 or ES256`);
+    const alg = jwk.alg ?? (jwk.kty === 'RSA' ? 'PS256' : 'ES256');
+    if (jwk.kty === 'EC' && jwk.crv !== 'P-256')
+      throw fail(`key ${jwk.kid}: EC keys must use P-256`);
+    try {
+      await importJWK(jwk, alg);
+      const bits =
+        createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).asymmetricKeyDetails
+          ?.modulusLength ?? 0;
+      if (jwk.kty === 'RSA' && bits < 2048)
+        throw fail(`key ${jwk.kid}: RSA keys must have at least 2048 bits`);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw fail(`key ${jwk.kid} is not a usable public key (${(err as Error).message})`);
+    }
+    clean.push(jwk);
+  }
+  return { keys: clean };
+}

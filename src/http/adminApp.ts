@@ -1,0 +1,37 @@
+// The admin listener (plain HTTP, loopback by default): health for orchestrators, and the
+// bank-facing routes (metrics, publishing, deliveries) that later mount here.
+import express, { type Express, type Router } from 'express';
+import type { Logger } from '../logger.js';
+import { errorMapper, notFoundHandler } from './errorMapper.js';
+import { interactionId } from './interactionId.js';
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, { ok: boolean; detail?: string }>;
+}
+
+export interface AdminAppDeps {
+  logger: Logger;
+  readiness: () => Promise<Readiness>;
+  routers: Router[];
+}
+
+export function createAdminApp(deps: AdminAppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(interactionId(deps.logger));
+  app.get('/health/live', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/health/ready', async (_req, res) => {
+    const r = await deps.readiness();
+    res
+      .status(r.ready ? 200 : 503)
+      .json({ status: r.ready ? 'ok' : 'unavailable', checks: r.checks });
+  });
+  for (const router of deps.routers) app.use(router);
+  app.use(notFoundHandler);
+  app.use(errorMapper);
+  return app;
+}

@@ -1,0 +1,27 @@
+// The API listener's express app: interaction id and request log first, then security headers,
+// the client certificate, the routes, and the one error mapper last.
+import express, { type Express, type Router } from 'express';
+import helmet from 'helmet';
+import type { Logger } from '../logger.js';
+import { clientCertificate } from './clientCertificate.js';
+import { errorMapper, notFoundHandler } from './errorMapper.js';
+import { interactionId } from './interactionId.js';
+
+export interface ApiAppDeps {
+  logger: Logger;
+  /** Route groups, mounted in order; each owns its paths and body parsers. */
+  routers: Router[];
+}
+
+export function createApiApp(deps: ApiAppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(interactionId(deps.logger));
+  app.use(helmet());
+  app.use(clientCertificate());
+  for (const router of deps.routers) app.use(router);
+  app.use(notFoundHandler);
+  app.use(errorMapper);
+  return app;
+}

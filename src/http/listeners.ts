@@ -1,0 +1,85 @@
+// The two listeners: the API (HTTPS, client certificate required and verified during the
+// handshake) and the admin listener (plain HTTP, loopback by default).
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { RequestListener } from 'node:http';
+
+// TLS 1.3 suites plus the TLS 1.2 AEAD suites recommended by BCP 195 / FAPI.
+const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'DHE-RSA-AES128-GCM-SHA256',
+  'DHE-RSA-AES256-GCM-SHA384',
+].join(':');
+
+export interface ApiTlsFiles {
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string;
+  /** Proxy mode: the handshake accepts connections without a client certificate (see clientCertificate.ts). */
+  allowConnectionsWithoutCertificate: boolean;
+}
+
+export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.Server {
+  const server = https.createServer(
+    {
+      cert: fs.readFileSync(tls.certFile),
+      key: fs.readFileSync(tls.keyFile),
+      ca: fs.readFileSync(tls.clientCaFile),
+      requestCert: true,
+      rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
+      minVersion: 'TLSv1.2',
+      ciphers: CIPHERS,
+      honorCipherOrder: true,
+    },
+    app,
+  );
+  tuneTimeouts(server);
+  return server;
+}
+
+export function createAdminServer(app: RequestListener): http.Server {
+  const server = http.createServer(app);
+  tuneTimeouts(server);
+  return server;
+}
+
+function tuneTimeouts(server: http.Server): void {
+  // Longer than typical load balancer idle timeouts, so the balancer closes first.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+}
+
+export function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/**
+ * Stops accepting, lets requests in flight finish, and after `timeoutMs` cuts what is left.
+ * Idle keep-alive connections are closed at once.
+ */
+export function closeGracefully(server: http.Server, timeoutMs: number): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
