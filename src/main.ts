@@ -15,6 +15,7 @@ import { KeyRing } from './domain/signingKeys.js';
 import { createAdminApp, type Readiness } from './http/adminApp.js';
 import { createApiApp } from './http/apiApp.js';
 import { closeGracefully, createAdminServer, createApiServer, listen } from './http/listeners.js';
+import { adminRouters, apiRouters } from './http/routes/index.js';
 import type { Logger } from './logger.js';
 
 export interface Services {
@@ -84,14 +85,19 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
 
-    const apiApp = createApiApp({ logger, routers: [] });
+    const routeDeps = { config, services, logger, clock };
+    const apiApp = createApiApp({ logger, routers: apiRouters(routeDeps) });
     const apiServer = createApiServer(apiApp, {
       certFile: config.http.tlsCertFile,
       keyFile: config.http.tlsKeyFile,
       clientCaFile: config.http.tlsClientCaFile,
       allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
     });
-    const adminApp = createAdminApp({ logger, readiness: () => readiness(db), routers: [] });
+    const adminApp = createAdminApp({
+      logger,
+      readiness: () => readiness(db),
+      routers: adminRouters(routeDeps),
+    });
     const adminServer = createAdminServer(adminApp);
 
     const api = await listen(apiServer, config.http.host, config.http.port);
