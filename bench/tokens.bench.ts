@@ -1,0 +1,236 @@
+// Tokens issued per second: POST /token with private_key_jwt over HTTPS keep-alive with the TPP's
+// client certificate, against `ob-events serve` on this machine. Every request carries its own
+// assertion (own jti), signed before the timed loop so the load generator's signing does not
+// compete with the server's. Target (issue 3): at least 1,500 tokens/s on 2 cores.
+// 64 requests in flight by default (BENCH_TOKENS_CONCURRENCY): at 32 the closed loop is bound by
+// latency, not CPU (the machine stays ~20% idle).
+//
+// Beside the rate it reports where the CPU went: the server's CPU per token (event loop and
+// other threads), the same for a request that does no token work (GET of the discovery document,
+// which crosses the same middleware), and how busy the whole machine was, since the load
+// generator and Postgres share the two cores (and anything else running then does too).
+import { constants, createPrivateKey, randomUUID, sign, type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import type { JWK } from 'jose';
+import { request, type Dispatcher } from 'undici';
+import { closedLoop, machineCpu, mtlsAgent, type LoadResult } from './lib/load.js';
+import type { Bench, BenchRow } from './lib/report.js';
+import { startBenchServer, type BenchServer } from './lib/server.js';
+
+const CLIENT_ID = 'bench-tpp';
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const CONCURRENCY = Number(process.env.BENCH_TOKENS_CONCURRENCY ?? 64);
+// Enough assertions for this rate over warm-up and measurement.
+const MAX_RATE = 4_000;
+
+export const run: Bench = async (ctx) => {
+  const durationMs = ctx.quick ? 2_000 : 10_000;
+  const warmupMs = ctx.quick ? 500 : 2_000;
+  const server = await startBenchServer(ctx, {
+    // Knobs for profiling runs: BENCH_NODE_ARGS="--cpu-prof ...", BENCH_UV_THREADPOOL_SIZE=2.
+    ...(process.env.BENCH_NODE_ARGS ? { nodeArgs: process.env.BENCH_NODE_ARGS.split(' ') } : {}),
+    ...(process.env.BENCH_UV_THREADPOOL_SIZE
+      ? { env: { UV_THREADPOOL_SIZE: process.env.BENCH_UV_THREADPOOL_SIZE } }
+      : {}),
+  });
+  const agent = mtlsAgent(
+    { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+    CONCURRENCY,
+  );
+  try {
+    await server.withServices((s) =>
+      s.clients.register({
+        clientId: CLIENT_ID,
+        jwks: JSON.parse(fs.readFileSync(server.pki.tppJwks, 'utf8')) as unknown,
+      }),
+    );
+    const jwk = JSON.parse(fs.readFileSync(server.pki.tppPrivateJwk, 'utf8')) as JWK;
+    const count = Math.ceil(((durationMs + warmupMs) / 1000) * MAX_RATE);
+    ctx.log(`signing ${count} client assertions`);
+    const assertions = await signAssertions(count, jwk, `${server.publicUrl}/token`);
+
+    ctx.log(`POST /token: ${CONCURRENCY} workers, ${durationMs / 1000} s`);
+    let next = 0;
+    const tokens = await measured(server, { durationMs, warmupMs }, async () => {
+      const assertion = assertions[next++];
+      if (assertion === undefined) return false;
+      const body = `grant_type=client_credentials&client_assertion_type=${encodeURIComponent(JWT_BEARER)}&client_assertion=${assertion}`;
+      await expect200(
+        request(`${server.url}/token`, {
+          dispatcher: agent,
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body,
+        }),
+      );
+      return true;
+    });
+
+    ctx.log(`GET /.well-known/openid-configuration (baseline): ${CONCURRENCY} workers`);
+    const baseline = await measured(
+      server,
+      { durationMs: durationMs / 2, warmupMs: warmupMs / 2 },
+      async () => {
+        await expect200(
+          request(`${server.url}/.well-known/openid-configuration`, { dispatcher: agent }),
+        );
+        return true;
+      },
+    );
+    if (tokens.load.firstError) ctx.log(`first error: ${tokens.load.firstError}`);
+
+    const rows: BenchRow[] = [
+      {
+        bench: 'tokens',
+        metric: 'tokens issued',
+        value: tokens.load.perSecond,
+        unit: '/s',
+        target: '>= 1500',
+        note: `private_key_jwt, HTTPS keep-alive, ${CONCURRENCY} in flight${tokens.load.exhausted ? ', ran out of assertions' : ''}`,
+      },
+      { bench: 'tokens', metric: 'latency p50', value: tokens.load.p50Ms, unit: 'ms' },
+      { bench: 'tokens', metric: 'latency p99', value: tokens.load.p99Ms, unit: 'ms' },
+      { bench: 'tokens', metric: 'errors', value: tokens.load.errors, unit: '' },
+      {
+        bench: 'tokens',
+        metric: 'server CPU per token',
+        value: tokens.mainUs + tokens.otherUs,
+        unit: 'µs',
+        note: `event loop ${Math.round(tokens.mainUs)}, other threads (RSA signing, GC) ${Math.round(tokens.otherUs)}`,
+      },
+      {
+        bench: 'tokens',
+        metric: 'machine CPU busy',
+        value: tokens.machineBusy * 100,
+        unit: '%',
+        note: `of all cores: server ${pct(tokens.share.server)}, Postgres ${pct(tokens.share.postgres)}, load generator ${pct(tokens.share.loadGenerator)}, anything else ${pct(tokens.share.other)}`,
+      },
+      {
+        bench: 'tokens',
+        metric: 'Postgres CPU per token',
+        value: tokens.postgresUs,
+        unit: 'µs',
+        note: 'backends of the bench database',
+      },
+      {
+        bench: 'tokens',
+        metric: 'load generator CPU per token',
+        value: tokens.loadGeneratorUs,
+        unit: 'µs',
+      },
+      {
+        bench: 'tokens',
+        metric: 'baseline GET (discovery)',
+        value: baseline.load.perSecond,
+        unit: '/s',
+        note: `same middleware, no token work: server CPU ${Math.round(baseline.mainUs + baseline.otherUs)} µs/request`,
+      },
+      { bench: 'tokens', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
+    ];
+    return rows;
+  } finally {
+    await agent.close();
+    await server.stop();
+  }
+};
+
+interface Measured {
+  load: LoadResult;
+  /** Server CPU per successful request, µs. */
+  mainUs: number;
+  otherUs: number;
+  postgresUs: number;
+  loadGeneratorUs: number;
+  /** Fraction of all cores busy during the measurement, and who used them. */
+  machineBusy: number;
+  share: { server: number; postgres: number; loadGenerator: number; other: number };
+}
+
+function pct(fraction: number): string {
+  return `${Math.round(fraction * 100)}%`;
+}
+
+function loadGeneratorCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function measured(
+  server: BenchServer,
+  times: { durationMs: number; warmupMs: number },
+  request: () => Promise<boolean>,
+): Promise<Measured> {
+  let cpuBefore = server.cpuMs();
+  let machineBefore = machineCpu();
+  let pgBefore = server.postgresCpuMs();
+  let ownBefore = loadGeneratorCpuMs();
+  const load = await closedLoop({
+    concurrency: CONCURRENCY,
+    ...times,
+    onMeasureStart: () => {
+      cpuBefore = server.cpuMs();
+      machineBefore = machineCpu();
+      pgBefore = server.postgresCpuMs();
+      ownBefore = loadGeneratorCpuMs();
+    },
+    request,
+  });
+  const cpuAfter = server.cpuMs();
+  const machineAfter = machineCpu();
+  const pgMs = server.postgresCpuMs() - pgBefore;
+  const ownMs = loadGeneratorCpuMs() - ownBefore;
+  const per = (ms: number) => (load.count > 0 ? (ms / load.count) * 1000 : NaN);
+  const mainMs = cpuAfter.mainThread - cpuBefore.mainThread;
+  const otherMs = cpuAfter.otherThreads - cpuBefore.otherThreads;
+  const totalMs = machineAfter.totalMs - machineBefore.totalMs;
+  const busyMs = machineAfter.busyMs - machineBefore.busyMs;
+  return {
+    load,
+    mainUs: per(mainMs),
+    otherUs: per(otherMs),
+    postgresUs: per(pgMs),
+    loadGeneratorUs: per(ownMs),
+    machineBusy: busyMs / totalMs,
+    share: {
+      server: (mainMs + otherMs) / totalMs,
+      postgres: pgMs / totalMs,
+      loadGenerator: ownMs / totalMs,
+      other: Math.max(0, busyMs - mainMs - otherMs - pgMs - ownMs) / totalMs,
+    },
+  };
+}
+
+async function expect200(pending: Promise<Dispatcher.ResponseData>): Promise<void> {
+  const res = await pending;
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${text}`);
+}
+
+/** PS256 assertions, each with its own jti, signed on the thread pool (all cores). */
+async function signAssertions(count: number, jwk: JWK, audience: string): Promise<string[]> {
+  const key: KeyObject = createPrivateKey({ key: jwk as never, format: 'jwk' });
+  const header = b64({ alg: 'PS256', kid: jwk.kid });
+  const now = Math.floor(Date.now() / 1000);
+  const one = (): Promise<string> => {
+    const claims = { iss: CLIENT_ID, sub: CLIENT_ID, aud: audience, jti: randomUUID(), iat: now };
+    const input = `${header}.${b64({ ...claims, exp: now + 300 })}`;
+    return new Promise((resolve, reject) =>
+      sign(
+        'sha256',
+        Buffer.from(input),
+        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+        (err, sig) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`)),
+      ),
+    );
+  };
+  const out: string[] = [];
+  while (out.length < count) {
+    const batch = Math.min(256, count - out.length);
+    out.push(...(await Promise.all(Array.from({ length: batch }, one))));
+  }
+  return out;
+}
+
+function b64(value: object): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
