@@ -1,0 +1,147 @@
+// GET /open-banking/v3.1/event-subscriptions per second, with everything a real call costs:
+// mTLS keep-alive with the TPP's certificate, a certificate-bound access token verified on every
+// request, request validation against openapi/openapi.yaml, the subscription read from the
+// database and a detached x-jws-signature on the response. Against `ob-events serve` on this
+// machine. Target (issue 4): at least 2,500 requests/s (a bare Express + pg subscription service
+// without authentication does about 1,300/s here).
+import { createPrivateKey, type JsonWebKey } from 'node:crypto';
+import fs from 'node:fs';
+import type { JWK } from 'jose';
+import { request, type Agent } from 'undici';
+import { signClientAssertion } from '../src/crypto/clientAssertion.js';
+import { signDetached } from '../src/crypto/detachedJws.js';
+import { closedLoop, mtlsAgent } from './lib/load.js';
+import type { Bench, BenchRow } from './lib/report.js';
+import { startBenchServer, type BenchServer } from './lib/server.js';
+
+const CLIENT_ID = 'bench-tpp';
+const CONCURRENCY = 32;
+const PATH = '/open-banking/v3.1/event-subscriptions';
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+export const run: Bench = async (ctx) => {
+  const durationMs = ctx.quick ? 2_000 : 10_000;
+  const warmupMs = ctx.quick ? 500 : 2_000;
+  const server = await startBenchServer(
+    ctx,
+    process.env.BENCH_NODE_ARGS ? { nodeArgs: process.env.BENCH_NODE_ARGS.split(' ') } : {},
+  );
+  const agent = mtlsAgent(
+    { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+    CONCURRENCY,
+  );
+  try {
+    await server.withServices((s) =>
+      s.clients.register({
+        clientId: CLIENT_ID,
+        jwks: JSON.parse(fs.readFileSync(server.pki.tppJwks, 'utf8')) as unknown,
+      }),
+    );
+    const jwk = JSON.parse(fs.readFileSync(server.pki.tppPrivateJwk, 'utf8')) as JWK;
+    const token = await accessToken(server, agent, jwk);
+    await subscribe(server, agent, jwk, token);
+
+    ctx.log(`GET ${PATH}: ${CONCURRENCY} workers, ${durationMs / 1000} s`);
+    let cpuBefore = server.cpuMs();
+    const result = await closedLoop({
+      onMeasureStart: () => (cpuBefore = server.cpuMs()),
+      concurrency: CONCURRENCY,
+      durationMs,
+      warmupMs,
+      request: async () => {
+        const res = await request(`${server.url}${PATH}`, {
+          dispatcher: agent,
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const text = await res.body.text();
+        if (res.statusCode !== 200 || !res.headers['x-jws-signature']) {
+          throw new Error(`${res.statusCode} ${text}`);
+        }
+        return true;
+      },
+    });
+    const cpuAfter = server.cpuMs();
+    const perRequest = (ms: number) => (result.count > 0 ? (ms / result.count) * 1000 : NaN);
+    const mainUs = perRequest(cpuAfter.mainThread - cpuBefore.mainThread);
+    const otherUs = perRequest(cpuAfter.otherThreads - cpuBefore.otherThreads);
+    if (result.firstError) ctx.log(`first error: ${result.firstError}`);
+    const rows: BenchRow[] = [
+      {
+        bench: 'subscriptions',
+        metric: 'GET /event-subscriptions',
+        value: result.perSecond,
+        unit: '/s',
+        target: '>= 2500',
+        note: `mTLS keep-alive + bound token + validation + signed response, ${CONCURRENCY} in flight`,
+      },
+      { bench: 'subscriptions', metric: 'latency p50', value: result.p50Ms, unit: 'ms' },
+      { bench: 'subscriptions', metric: 'latency p99', value: result.p99Ms, unit: 'ms' },
+      { bench: 'subscriptions', metric: 'errors', value: result.errors, unit: '' },
+      {
+        bench: 'subscriptions',
+        metric: 'server CPU per request',
+        value: mainUs + otherUs,
+        unit: 'µs',
+        note: `event loop ${Math.round(mainUs)} µs, other threads ${Math.round(otherUs)} µs`,
+      },
+      { bench: 'subscriptions', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
+    ];
+    return rows;
+  } finally {
+    await agent.close();
+    await server.stop();
+  }
+};
+
+async function accessToken(server: BenchServer, agent: Agent, jwk: JWK): Promise<string> {
+  const assertion = await signClientAssertion({
+    clientId: CLIENT_ID,
+    audience: `${server.publicUrl}/token`,
+    privateJwk: jwk,
+    kid: jwk.kid!,
+    lifetimeSeconds: 300,
+    nowMs: Date.now(),
+  });
+  const res = await request(`${server.url}/token`, {
+    dispatcher: agent,
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: JWT_BEARER,
+      client_assertion: assertion,
+    }).toString(),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`POST /token: ${res.statusCode} ${text}`);
+  return (JSON.parse(text) as { access_token: string }).access_token;
+}
+
+/** The subscription every GET reads: created the way a TPP does, with a signed POST. */
+async function subscribe(server: BenchServer, agent: Agent, jwk: JWK, token: string) {
+  const body = JSON.stringify({
+    Data: {
+      // An address literal: no DNS on the bench machine.
+      CallbackUrl: 'https://93.184.215.14/open-banking/v3.1/event-notifications',
+      Version: '3.1',
+      EventTypes: ['UK.OBIE.Resource-Update', 'UK.OBIE.Consent-Authorization-Revoked'],
+    },
+  });
+  const signature = await signDetached(
+    Buffer.from(body),
+    { kid: jwk.kid!, privateKey: createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' }) },
+    { iss: CLIENT_ID, tan: 'openbanking.org.uk', iat: Math.floor(Date.now() / 1000) },
+  );
+  const res = await request(`${server.url}${PATH}`, {
+    dispatcher: agent,
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      'x-jws-signature': signature,
+    },
+    body,
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 201) throw new Error(`POST ${PATH}: ${res.statusCode} ${text}`);
+}

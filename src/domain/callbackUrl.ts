@@ -1,0 +1,85 @@
+// The CallbackUrl rules (OBIE Event Subscription: "must end with the version of the Event
+// Notification API followed by /event-notifications"; §11.3), plus what a server that will POST
+// to the URL must refuse:
+//
+// 1. at most 2,000 characters, an absolute URL that parses;
+// 2. https only (push is TLS; the TPP's server certificate is checked);
+// 3. no user name or password, no query, no fragment: we POST to the URL exactly as registered,
+//    and it must end in `/event-notifications`;
+// 4. the path ends with `/<version>/event-notifications`, where <version> names a 3.1 release the
+//    way OBIE paths do: `v3.1`, `v3.1.11` (or the same without the `v`);
+// 5. the host, after DNS resolution, is public: loopback and private addresses only with
+//    CALLBACK_ALLOW_PRIVATE_NETWORKS=true; link-local and metadata addresses never.
+// Every failure is 400 UK.OBIE.Field.Invalid with Path `Data.CallbackUrl`.
+import { invalid, type AppError } from '../errors.js';
+import {
+  AddressRefusedError,
+  HostUnresolvableError,
+  describeCategory,
+  resolveAndCheck,
+  type LookupAll,
+} from '../net/addressPolicy.js';
+
+export const CALLBACK_URL_PATH = 'Data.CallbackUrl';
+export const CALLBACK_URL_MAX_LENGTH = 2_000;
+const SUFFIX = /\/v?3\.1(?:\.\d{1,2})?\/event-notifications$/;
+
+export interface CallbackUrlPolicy {
+  allowPrivateNetworks: boolean;
+  /** Injected in tests; default: the system resolver. */
+  lookup?: LookupAll;
+}
+
+/** Resolves when `value` is an acceptable CallbackUrl; otherwise throws a 400 AppError. */
+export async function assertValidCallbackUrl(
+  value: string,
+  policy: CallbackUrlPolicy,
+): Promise<void> {
+  const url = parseCallbackUrl(value);
+  try {
+    await resolveAndCheck(url.hostname, {
+      allowPrivate: policy.allowPrivateNetworks,
+      ...(policy.lookup ? { lookup: policy.lookup } : {}),
+    });
+  } catch (err) {
+    if (err instanceof AddressRefusedError) {
+      throw fail(`the CallbackUrl host must not resolve to ${describe(err)}`);
+    }
+    if (err instanceof HostUnresolvableError) throw fail(`the CallbackUrl host ${err.message}`);
+    throw err;
+  }
+}
+
+/** The syntactic rules (1-4), without DNS. */
+export function parseCallbackUrl(value: string): URL {
+  if (value.length > CALLBACK_URL_MAX_LENGTH) {
+    throw fail(`the CallbackUrl must be at most ${CALLBACK_URL_MAX_LENGTH} characters`);
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw fail('the CallbackUrl must be an absolute URL');
+  }
+  if (url.protocol !== 'https:') throw fail('the CallbackUrl must use https');
+  if (url.username !== '' || url.password !== '') {
+    throw fail('the CallbackUrl must not contain a user name or password');
+  }
+  if (url.search !== '' || url.hash !== '' || value.includes('?') || value.includes('#')) {
+    throw fail('the CallbackUrl must not have a query or fragment');
+  }
+  if (!SUFFIX.test(url.pathname)) {
+    throw fail(
+      'the CallbackUrl must end with /<version>/event-notifications, e.g. https://tpp.example/open-banking/v3.1/event-notifications',
+    );
+  }
+  return url;
+}
+
+function fail(message: string): AppError {
+  return invalid('UK.OBIE.Field.Invalid', message, CALLBACK_URL_PATH);
+}
+
+function describe(err: AddressRefusedError): string {
+  return `${describeCategory(err.category)} (${err.address})`;
+}
