@@ -1,0 +1,93 @@
+// POST /admin/v1/events: the bank's systems publish a batch of up to 1,000 events.
+// Body: {"events": [<event>, ...]} (src/domain/eventInput.ts). Answer, in order:
+// {"results": [{"status":"created","jti":...} | {"status":"duplicate","jti":...} |
+//              {"status":"skipped","jti":null,"reason":...}]}.
+// The batch is validated whole first: one bad event is a 400 naming it, and nothing is published.
+import express, { Router } from 'express';
+import type { Clock } from '../../clock.js';
+import { parseEventInput, type EventInput } from '../../domain/eventInput.js';
+import type { Publisher } from '../../domain/publishing.js';
+import { AppError, detail, type ErrorDetail } from '../../errors.js';
+import { requireAdminSignature } from './hmacAuth.js';
+
+export const MAX_BATCH = 1000;
+
+export interface AdminEventsDeps {
+  publisher: Publisher;
+  adminApiSecret: string | undefined;
+  clock: Clock;
+}
+
+export function adminEventsRouter(deps: AdminEventsDeps): Router {
+  const router = Router();
+  router.post(
+    '/admin/v1/events',
+    express.raw({ type: () => true, limit: '4mb' }),
+    (req, _res, next) => {
+      (req as { rawBody?: Buffer }).rawBody = Buffer.isBuffer(req.body)
+        ? req.body
+        : Buffer.alloc(0);
+      next();
+    },
+    requireAdminSignature(deps.adminApiSecret, deps.clock),
+    async (req, res) => {
+      if (!req.is('application/json'))
+        throw new AppError('unsupported_media_type', 'send application/json');
+      const inputs = parseBatch((req as { rawBody?: Buffer }).rawBody!);
+      const outcomes = await deps.publisher.publish(inputs);
+      res.json({ results: outcomes });
+    },
+  );
+  return router;
+}
+
+function parseBatch(raw: Buffer): EventInput[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new AppError('invalid_request', 'request body is not valid JSON', [
+      detail('UK.OBIE.Resource.InvalidFormat', 'request body is not valid JSON'),
+    ]);
+  }
+  const events = (body as { events?: unknown } | null)?.events;
+  const extra =
+    body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'events') : [];
+  if (
+    !Array.isArray(events) ||
+    events.length === 0 ||
+    events.length > MAX_BATCH ||
+    extra.length > 0
+  ) {
+    throw new AppError(
+      'invalid_request',
+      `body must be {"events": [...]} with 1 to ${MAX_BATCH} events`,
+      [
+        detail(
+          'UK.OBIE.Field.Invalid',
+          `events must be an array of 1 to ${MAX_BATCH} events and the only member`,
+          'events',
+        ),
+      ],
+    );
+  }
+  const problems: ErrorDetail[] = [];
+  const inputs: EventInput[] = [];
+  events.forEach((e, i) => {
+    const r = parseEventInput(e);
+    if (r.ok) inputs.push(r.event);
+    else
+      for (const p of r.problems)
+        problems.push(
+          detail('UK.OBIE.Field.Invalid', p.message, `events[${i}]${p.path ? `.${p.path}` : ''}`),
+        );
+  });
+  if (problems.length > 0) {
+    throw new AppError(
+      'invalid_request',
+      `${problems.length} problem(s) in the batch; nothing was published`,
+      problems.slice(0, 100),
+    );
+  }
+  return inputs;
+}

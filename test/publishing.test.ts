@@ -1,0 +1,292 @@
+// Publishing through the admin API: signed SETs that verify with /jwks, filtering by
+// subscription, idempotency, the HMAC authentication, key rotation and retention.
+import {
+  compactVerify,
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  type JSONWebKeySet,
+} from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signAdminRequest } from '../src/http/admin/hmacAuth.js';
+import { runRetention } from '../src/workers/retention.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { eventFor, registerClient, subscribe } from './helpers/fixtures.js';
+import { call, mtlsAgent } from './helpers/http.js';
+import { readPki, startTestServer, TEST_PUBLIC_URL, type TestServer } from './helpers/server.js';
+import { silentLogger } from '../src/logger.js';
+import { systemClock } from '../src/clock.js';
+
+const SECRET = 'test-admin-secret-0123456789';
+
+function sign(
+  secret: string,
+  body: string,
+  timestamp: number,
+  path = '/admin/v1/events',
+  method = 'POST',
+) {
+  return signAdminRequest({ secret, method, path, body, timestamp });
+}
+
+describe('publishing events', () => {
+  let db: TestDatabase;
+  let server: TestServer;
+  const pki = readPki();
+  const tls = mtlsAgent({ ca: pki.ca, cert: pki.tppCert, key: pki.tppKey });
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    server = await startTestServer(db, { env: { ADMIN_API_SECRET: SECRET } });
+  });
+  afterAll(async () => {
+    await tls.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  async function adminPost(body: string, header?: string, path = '/admin/v1/events') {
+    const res = await fetch(`${server.adminUrl}${path}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-ob-events-signature': header ?? sign(SECRET, body, Math.floor(Date.now() / 1000), path),
+      },
+      body,
+    });
+    return {
+      status: res.status,
+      body: (await res.json().catch(() => null)) as Record<string, unknown> | null,
+    };
+  }
+
+  async function publish(events: unknown[]) {
+    const res = await adminPost(JSON.stringify({ events }));
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    return (res.body as { results: { status: string; jti: string | null; reason?: string }[] })
+      .results;
+  }
+
+  async function storedSet(jti: string): Promise<string> {
+    const row = await db.knex('events').where({ jti }).first('set_jws');
+    return row.set_jws as string;
+  }
+
+  async function jwks(): Promise<JSONWebKeySet> {
+    const res = await call(tls, `${server.url}/jwks`);
+    return res.json<JSONWebKeySet>();
+  }
+
+  it('when an event is published for a subscribed client, then one SET is stored that verifies with /jwks', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client);
+    const [result] = await publish([eventFor(client, { txn: 'txn-1', toe: 1_700_000_000 })]);
+    expect(result).toMatchObject({ status: 'created' });
+    const jws = await storedSet(result!.jti!);
+    const { payload, protectedHeader } = await compactVerify(jws, createLocalJWKSet(await jwks()), {
+      algorithms: ['PS256'],
+    });
+    expect(protectedHeader).toMatchObject({ alg: 'PS256', typ: 'JOSE' });
+    expect(protectedHeader.kid).toBeTruthy();
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
+    expect(claims).toMatchObject({
+      iss: TEST_PUBLIC_URL,
+      aud: client,
+      jti: result!.jti,
+      txn: 'txn-1',
+      toe: 1_700_000_000,
+    });
+    expect(Number.isInteger(claims.iat)).toBe(true);
+    const delivery = await db.knex('event_deliveries').where({ jti: result!.jti }).first();
+    expect(delivery).toMatchObject({ state: 'pending', client_id: client, push_state: null });
+  });
+
+  it('when the subscription has a CallbackUrl, then the SET is also due for push', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client, {
+      callbackUrl: 'https://tpp.example/open-banking/v3.1/event-notifications',
+    });
+    const [result] = await publish([eventFor(client)]);
+    const delivery = await db.knex('event_deliveries').where({ jti: result!.jti }).first();
+    expect(delivery.push_state).toBe('due');
+  });
+
+  it('when the client has no subscription, is unknown, or is revoked, then the event is skipped with a reason', async () => {
+    const unsubscribed = await registerClient(server);
+    const revoked = await registerClient(server);
+    await subscribe(db.knex, revoked);
+    await server.server.services.clients.revoke(revoked);
+    const results = await publish([
+      eventFor(unsubscribed),
+      eventFor('nobody-here'),
+      eventFor(revoked),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['skipped', 'skipped', 'skipped']);
+    expect(results.map((r) => r.jti)).toEqual([null, null, null]);
+    expect(results[0]!.reason).toMatch(/no event subscription/);
+    expect(results[1]!.reason).toMatch(/no such client/);
+    expect(results[2]!.reason).toMatch(/revoked/);
+  });
+
+  it('when the subscription lists EventTypes, then other types are skipped and listed ones created', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client, { eventTypes: ['UK.OBIE.Consent-Authorization-Revoked'] });
+    const results = await publish([
+      eventFor(client),
+      eventFor(client, { type: 'urn:uk:org:openbanking:events:consent-authorization-revoked' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['skipped', 'created']);
+  });
+
+  it('when the subscription Version is below 3.1.2, then only resource-update events are recorded', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client, { version: '3.1.1' });
+    const results = await publish([
+      eventFor(client),
+      eventFor(client, { type: 'UK.OBIE.Account-Access-Consent-Linked-Account-Update' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['created', 'skipped']);
+    expect(results[1]!.reason).toMatch(/version 3\.1\.1/);
+  });
+
+  it('when the same idempotency key is published again, then the first jti comes back and nothing is created', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client);
+    const event = eventFor(client, { idempotencyKey: 'payment-42-settled' });
+    const [first] = await publish([event]);
+    const [again, inBatch1, inBatch2] = await publish([
+      event,
+      eventFor(client, { idempotencyKey: 'k2' }),
+      eventFor(client, { idempotencyKey: 'k2' }),
+    ]);
+    expect(first!.status).toBe('created');
+    expect(again).toEqual({ status: 'duplicate', jti: first!.jti });
+    expect(inBatch1!.status).toBe('created');
+    expect(inBatch2).toEqual({ status: 'duplicate', jti: inBatch1!.jti });
+    const count = await db
+      .knex('events')
+      .where({ client_id: client })
+      .count<{ count: number }[]>('* as count');
+    expect(Number(count[0]!.count)).toBe(2);
+  });
+
+  it('when one event of a batch is invalid, then the batch is refused with its path and nothing is published', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client);
+    const res = await adminPost(
+      JSON.stringify({
+        events: [eventFor(client), eventFor(client, { type: 'UK.OBIE.Nonsense' })],
+      }),
+    );
+    expect(res.status).toBe(400);
+    const errors = (res.body as { Errors: { Path: string }[] }).Errors;
+    expect(errors[0]!.Path).toBe('events[1].type');
+    const count = await db
+      .knex('events')
+      .where({ client_id: client })
+      .count<{ count: number }[]>('* as count');
+    expect(Number(count[0]!.count)).toBe(0);
+  });
+
+  it('when the body is not JSON or not a batch, then it is a 400 in OBErrorResponse1 form', async () => {
+    expect((await adminPost('{not json')).status).toBe(400);
+    expect((await adminPost(JSON.stringify({ events: [] }))).status).toBe(400);
+    expect((await adminPost(JSON.stringify({ events: new Array(1001).fill({}) }))).status).toBe(
+      400,
+    );
+    expect((await adminPost(JSON.stringify({ events: [{}], extra: 1 }))).status).toBe(400);
+  });
+
+  describe('admin API authentication', () => {
+    const body = JSON.stringify({ events: [eventFor('x')] });
+    const now = () => Math.floor(Date.now() / 1000);
+
+    it('when the signature is correct, then the request is accepted', async () => {
+      expect((await adminPost(body, sign(SECRET, body, now()))).status).toBe(200);
+    });
+    it('when the timestamp is more than five minutes old, then 401', async () => {
+      expect((await adminPost(body, sign(SECRET, body, now() - 301))).status).toBe(401);
+    });
+    it('when the signature was made with another secret, then 401', async () => {
+      expect((await adminPost(body, sign('another-secret-0123456789', body, now()))).status).toBe(
+        401,
+      );
+    });
+    it('when the body changed after signing, then 401', async () => {
+      const header = sign(SECRET, body, now());
+      expect((await adminPost(body.replace('"x"', '"y"'), header)).status).toBe(401);
+    });
+    it('when the signature was made for another path or method, then 401', async () => {
+      expect(
+        (await adminPost(body, sign(SECRET, body, now(), '/admin/v1/deliveries/retry'))).status,
+      ).toBe(401);
+      expect(
+        (await adminPost(body, sign(SECRET, body, now(), '/admin/v1/events', 'GET'))).status,
+      ).toBe(401);
+    });
+    it('when the header is missing or malformed, then 401 in OBErrorResponse1 form', async () => {
+      const res = await fetch(`${server.adminUrl}/admin/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { Errors: unknown[] }).Errors.length).toBe(1);
+      expect((await adminPost(body, 't=abc,v1=zz')).status).toBe(401);
+    });
+    it('when no ADMIN_API_SECRET is configured, then the endpoint answers 503', async () => {
+      const other = await startTestServer(db);
+      try {
+        const res = await fetch(`${other.adminUrl}/admin/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        expect(res.status).toBe(503);
+      } finally {
+        await other.stop();
+      }
+    });
+  });
+
+  it('when the signing key is rotated, then new SETs use the new kid and old SETs still verify with /jwks', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client);
+    const [before] = await publish([eventFor(client)]);
+    const oldKid = decodeProtectedHeader(await storedSet(before!.jti!)).kid;
+    const rotated = await server.server.services.keys.rotate();
+    expect(rotated.kid).not.toBe(oldKid);
+    const [after] = await publish([eventFor(client)]);
+    const newJws = await storedSet(after!.jti!);
+    expect(decodeProtectedHeader(newJws).kid).toBe(rotated.kid);
+    const keySet = createLocalJWKSet(await jwks());
+    await compactVerify(await storedSet(before!.jti!), keySet, { algorithms: ['PS256'] });
+    await compactVerify(newJws, keySet, { algorithms: ['PS256'] });
+    expect(decodeJwt(newJws).aud).toBe(client);
+  });
+
+  it('when resolved SETs are older than the retention, then retention deletes them and keeps pending ones', async () => {
+    const client = await registerClient(server);
+    await subscribe(db.knex, client);
+    const [old, pending] = await publish([eventFor(client), eventFor(client)]);
+    await db
+      .knex('event_deliveries')
+      .where({ jti: old!.jti })
+      .update({
+        state: 'acknowledged',
+        resolution: 'ack',
+        resolved_at: db.knex.raw("now() - interval '8 days'"),
+      });
+    const result = await runRetention({
+      knex: db.knex,
+      keys: server.server.services.keys,
+      clock: systemClock,
+      logger: silentLogger(),
+      retentionDays: 7,
+    });
+    expect(result.events).toBeGreaterThanOrEqual(1);
+    expect(await db.knex('events').where({ jti: old!.jti }).first()).toBeUndefined();
+    expect(await db.knex('event_deliveries').where({ jti: old!.jti }).first()).toBeUndefined();
+    expect(await db.knex('events').where({ jti: pending!.jti }).first()).toBeDefined();
+  });
+});
