@@ -1,0 +1,122 @@
+// `ob-events worker`: push delivery and the outbox worker without the API listener, for banks
+// that scale delivery apart from the API (run `serve` with PUSH_CONCURRENCY=0 beside it, or not:
+// any number of engines share the work). It also serves /health/live, /health/ready and
+// /metrics on ADMIN_PORT for the orchestrator (give it its own port when it shares a host with
+// `serve`), but not the publishing or deliveries APIs. SIGTERM/SIGINT: stop claiming, finish the
+// requests in flight, record their outcomes, exit 0.
+import { loadConfig } from '../../config.js';
+import { openDatabase, type Database } from '../../db/database.js';
+import { migrateLatest, pendingMigrations } from '../../db/migrate.js';
+import { createAdminApp, type Readiness } from '../../http/adminApp.js';
+import { closeGracefully, createAdminServer, listen } from '../../http/listeners.js';
+import { createLogger } from '../../logger.js';
+import { buildServices } from '../../main.js';
+import {
+  createMetrics,
+  metricsRouter,
+  pushMetricsHooks,
+  registerCollectedGauges,
+} from '../../metrics.js';
+import { PushEngine } from '../../push/engine.js';
+import { OutboxWorker } from '../../workers/outboxWorker.js';
+import { CliError } from '../index.js';
+
+export async function worker(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, format: config.log.format });
+  const db = await openDatabase(config.database, logger, 'ob-events-worker');
+  try {
+    if (config.database.migrateOnStart) {
+      const applied = await migrateLatest(db.knex);
+      if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    } else if ((await pendingMigrations(db.knex)).length > 0) {
+      throw new CliError('the database schema is not current: run `ob-events migrate` first');
+    }
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+
+  const metrics = createMetrics();
+  const services = buildServices(config, db, logger, undefined, metrics);
+  registerCollectedGauges(metrics, { knex: db.knex });
+  await services.keys.ensureActiveKey();
+  await services.keys.watch(db.notifier);
+
+  const outbox = new OutboxWorker({
+    knex: db.knex,
+    publisher: services.publisher,
+    notifier: db.notifier,
+    logger,
+  });
+  const push = new PushEngine({
+    knex: db.knex,
+    notifier: db.notifier,
+    config: config.push,
+    allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
+    logger,
+    hooks: pushMetricsHooks(metrics),
+  });
+  const admin = createAdminServer(
+    createAdminApp({
+      logger,
+      readiness: () => readiness(db),
+      routers: [metricsRouter(metrics)],
+      metrics,
+    }),
+  );
+  const bound = await listen(admin, config.http.host, config.http.adminPort).catch(
+    async (err: unknown) => {
+      await services.signer.close();
+      await db.close().catch(() => {});
+      throw err;
+    },
+  );
+  await outbox.start();
+  if (config.push.concurrency > 0) await push.start();
+  else logger.warn('PUSH_CONCURRENCY=0: this worker publishes the outbox only, it pushes nothing');
+  logger.info(
+    { admin: `http://${config.http.host}:${bound.port}`, database: db.kind, worker: push.worker },
+    'ob-events worker running',
+  );
+
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'signal received: stopping the worker');
+    (async () => {
+      await closeGracefully(admin, config.http.shutdownTimeoutMs);
+      await Promise.all([push.stop(), outbox.stop()]);
+      await services.signer.close();
+      await db.close();
+      logger.info('stopped');
+    })().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+async function readiness(db: Database): Promise<Readiness> {
+  try {
+    const pending = await pendingMigrations(db.knex);
+    return {
+      ready: pending.length === 0,
+      checks: {
+        database: { ok: true },
+        migrations:
+          pending.length === 0
+            ? { ok: true }
+            : { ok: false, detail: `pending: ${pending.join(', ')}` },
+      },
+    };
+  } catch (err) {
+    return { ready: false, checks: { database: { ok: false, detail: (err as Error).message } } };
+  }
+}

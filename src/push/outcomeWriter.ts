@@ -1,0 +1,119 @@
+// Writes push outcomes (and their attempt rows) to the database in batches: requests finishing
+// together share one statement (pushStore.record). An attempt's SET stays leased until its
+// outcome is written, so a short wait here never lets another replica send it meanwhile.
+//
+// When the database is unreachable the outcomes are kept and written later. A batch the
+// database refuses (a constraint or data error) is written one outcome at a time, so one bad
+// outcome cannot hold up the others: that one is dropped and logged, and its SET is pushed again
+// when its lease ends (at least once, never lost).
+import type { AttemptRecord, PushStore } from '../db/stores/pushStore.js';
+import type { Logger } from '../logger.js';
+
+const BATCH = 500;
+/** How long an outcome may wait for others before being written. */
+const COALESCE_MS = 2;
+
+export interface OutcomeWriterDeps {
+  store: PushStore;
+  logger: Logger;
+  /** Write at once when this many are waiting. */
+  batchHint: number;
+  /** Retries were recorded: the soonest is due in this many ms. */
+  onRetriesRecorded(soonestMs: number): void;
+}
+
+export class OutcomeWriter {
+  private records: AttemptRecord[] = [];
+  private writing: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly deps: OutcomeWriterDeps) {}
+
+  get pending(): number {
+    return this.records.length;
+  }
+
+  add(record: AttemptRecord): void {
+    this.records.push(record);
+    this.schedule();
+  }
+
+  /** Writes what is waiting; when stopping, gives up after a few failed tries. */
+  async flush(stopping = false): Promise<void> {
+    this.stopping ||= stopping;
+    await this.writing;
+    await this.writeAll();
+  }
+
+  private schedule(): void {
+    if (this.writing) return;
+    const wait = this.records.length >= this.deps.batchHint ? 0 : COALESCE_MS;
+    this.writing = new Promise<void>((resolve) => setTimeout(resolve, wait))
+      .then(() => this.writeAll())
+      .finally(() => {
+        this.writing = undefined;
+        if (this.records.length > 0) this.schedule();
+      });
+  }
+
+  private async writeAll(): Promise<void> {
+    let failures = 0;
+    while (this.records.length > 0) {
+      const batch = this.records.splice(0, BATCH);
+      try {
+        await this.deps.store.record(batch);
+        failures = 0;
+        this.retriesWritten(batch);
+      } catch (err) {
+        if (isRefusedByDatabase(err)) {
+          await this.writeOneByOne(batch);
+          continue;
+        }
+        this.records.unshift(...batch);
+        failures += 1;
+        this.deps.logger.warn(
+          { err, pending: this.records.length },
+          'could not record push outcomes; retrying',
+        );
+        // When stopping, give up after a few tries: the leases end and the SETs are sent again.
+        if (this.stopping && failures >= 3) {
+          this.records = [];
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** failures)));
+      }
+    }
+  }
+
+  private async writeOneByOne(batch: AttemptRecord[]): Promise<void> {
+    for (const record of batch) {
+      try {
+        await this.deps.store.record([record]);
+        this.retriesWritten([record]);
+      } catch (err) {
+        if (!isRefusedByDatabase(err)) {
+          this.records.unshift(record); // unreachable now: writeAll keeps trying
+          continue;
+        }
+        this.deps.logger.error(
+          { err, jti: record.jti, outcome: record.outcome },
+          'push outcome refused by the database; the SET will be pushed again after its lease',
+        );
+      }
+    }
+  }
+
+  /** Retries are due `delayMs` after the statement's now(), so counted from its end. */
+  private retriesWritten(batch: AttemptRecord[]): void {
+    let soonest = Infinity;
+    for (const r of batch)
+      if (r.outcome === 'retry' && r.delayMs !== null) soonest = Math.min(soonest, r.delayMs);
+    if (soonest !== Infinity) this.deps.onRetriesRecorded(soonest + 1);
+  }
+}
+
+/** SQLSTATE class 22 (data exception) or 23 (integrity constraint): trying again will not help. */
+function isRefusedByDatabase(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^2[23]/.test(code);
+}
