@@ -1,0 +1,279 @@
+// Prometheus metrics, served on the admin listener at /metrics. One registry per server (no
+// global default registry), so two servers in one test process do not collide.
+// Cardinality is bounded: routes are express route patterns (never raw paths), no label carries
+// a jti, and per-client / per-origin series exist only while there are at most
+// PER_CLIENT_SERIES_LIMIT clients (beyond that, only totals).
+import { Router, type RequestHandler } from 'express';
+import type { Knex } from 'knex';
+import client from 'prom-client';
+import type { PushHooks } from './push/hooks.js';
+
+export const PER_CLIENT_SERIES_LIMIT = 50;
+
+export interface Metrics {
+  registry: client.Registry;
+  httpRequests: client.Counter<'listener' | 'route' | 'method' | 'status'>;
+  httpDuration: client.Histogram<'listener' | 'route' | 'method'>;
+  tokensIssued: client.Counter<'auth_method'>;
+  tokensRefused: client.Counter<'reason'>;
+  eventsPublished: client.Counter<'type' | 'outcome'>;
+  setsDelivered: client.Counter<'channel'>;
+  setsResolvedByPoll: client.Counter;
+  pushAttempts: client.Counter<'outcome'>;
+  pushDuration: client.Histogram<'outcome'>;
+  pushBreakers: client.Gauge<'state'>;
+  pushBreakerOpen: client.Gauge<'origin'>;
+}
+
+export interface MetricsSources {
+  knex: Knex;
+  /** Waiting long polls right now. */
+  longPolls?: () => number;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'ob_events_' });
+  const r = { registers: [registry] };
+  return {
+    registry,
+    httpRequests: new client.Counter({
+      name: 'ob_events_http_requests_total',
+      help: 'HTTP requests answered, by listener, route pattern, method and status',
+      labelNames: ['listener', 'route', 'method', 'status'],
+      ...r,
+    }),
+    httpDuration: new client.Histogram({
+      name: 'ob_events_http_request_duration_seconds',
+      help: 'HTTP request latency, by listener, route pattern and method',
+      labelNames: ['listener', 'route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      ...r,
+    }),
+    tokensIssued: new client.Counter({
+      name: 'ob_events_tokens_issued_total',
+      help: 'Access tokens issued, by client authentication method',
+      labelNames: ['auth_method'],
+      ...r,
+    }),
+    tokensRefused: new client.Counter({
+      name: 'ob_events_tokens_refused_total',
+      help: 'Token requests refused, by OAuth error code',
+      labelNames: ['reason'],
+      ...r,
+    }),
+    eventsPublished: new client.Counter({
+      name: 'ob_events_events_published_total',
+      help: 'Events submitted for publishing, by event type and outcome (created, duplicate, skipped)',
+      labelNames: ['type', 'outcome'],
+      ...r,
+    }),
+    setsDelivered: new client.Counter({
+      name: 'ob_events_sets_delivered_total',
+      help: 'SETs handed to TPPs: returned by a poll (channel=poll, redeliveries included) or accepted by a push (channel=push)',
+      labelNames: ['channel'],
+      ...r,
+    }),
+    setsResolvedByPoll: new client.Counter({
+      name: 'ob_events_sets_resolved_by_poll_total',
+      help: 'SETs resolved through polling requests: acknowledged (ack) or reported as errors (setErrs)',
+      ...r,
+    }),
+    pushAttempts: new client.Counter({
+      name: 'ob_events_push_attempts_total',
+      help: 'Push attempts, by outcome: accepted (202), rejected (400), retry (will try again), failed (gave up)',
+      labelNames: ['outcome'],
+      ...r,
+    }),
+    pushDuration: new client.Histogram({
+      name: 'ob_events_push_attempt_duration_seconds',
+      help: 'Push attempt latency, by outcome',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      ...r,
+    }),
+    pushBreakers: new client.Gauge({
+      name: 'ob_events_push_breakers',
+      help: 'Callback endpoints by circuit-breaker state (closed, open, half_open) in this process',
+      labelNames: ['state'],
+      ...r,
+    }),
+    pushBreakerOpen: new client.Gauge({
+      name: 'ob_events_push_breaker_open',
+      help: 'Per callback origin: 1 while its circuit breaker is open or half-open (only with few origins)',
+      labelNames: ['origin'],
+      ...r,
+    }),
+  };
+}
+
+/** Gauges computed at scrape time from the database and the process. */
+export function registerCollectedGauges(metrics: Metrics, sources: MetricsSources): void {
+  const registers = [metrics.registry];
+  const values = { pending: 0, failed: 0, oldestAge: 0, byClient: new Map<string, number>() };
+
+  // The database gauges are computed at most every 10 s, however often /metrics is scraped;
+  // when the database does not answer, the previous values stay.
+  let refreshing: Promise<void> | undefined;
+  let refreshedAt = 0;
+  const refresh = (): Promise<void> => {
+    if (refreshing) return refreshing;
+    if (Date.now() - refreshedAt < 10_000) return Promise.resolve();
+    refreshing = readDatabaseGauges(sources.knex)
+      .then((v) => {
+        Object.assign(values, v);
+        refreshedAt = Date.now();
+      })
+      .catch(() => {})
+      .finally(() => (refreshing = undefined));
+    return refreshing;
+  };
+
+  new client.Gauge({
+    name: 'ob_events_pending_sets',
+    help: 'SETs awaiting acknowledgement (all clients)',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(values.pending);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_oldest_pending_age_seconds',
+    help: 'Age of the oldest SET awaiting acknowledgement',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(values.oldestAge);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_pending_sets_by_client',
+    help: `SETs awaiting acknowledgement per client (only while there are at most ${PER_CLIENT_SERIES_LIMIT} clients)`,
+    labelNames: ['client_id'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [clientId, n] of values.byClient) this.set({ client_id: clientId }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_push_failed_sets',
+    help: 'Pending SETs whose push gave up (attempts or age exhausted): still pollable, see `deliveries list --state failed`',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(values.failed);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_db_pool_connections',
+    help: 'Database pool connections by state (used, free, pending acquisitions)',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const tarn = (sources.knex.client as { pool?: TarnPool }).pool;
+      if (!tarn) return;
+      this.set({ state: 'used' }, tarn.numUsed());
+      this.set({ state: 'free' }, tarn.numFree());
+      this.set({ state: 'pending' }, tarn.numPendingAcquires());
+    },
+  });
+  const longPolls = sources.longPolls;
+  if (longPolls) {
+    new client.Gauge({
+      name: 'ob_events_long_polls_waiting',
+      help: 'Long-poll requests waiting in this process at scrape time',
+      registers,
+      collect() {
+        this.set(longPolls());
+      },
+    });
+  }
+}
+
+interface TarnPool {
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+}
+
+async function readDatabaseGauges(knex: Knex) {
+  const { rows } = await knex.raw<{
+    rows: { pending: number; failed: number; oldest: Date | null; clients: number }[];
+  }>(
+    `SELECT (SELECT count(*) FROM event_deliveries WHERE state = 'pending') AS pending,
+            (SELECT count(*) FROM event_deliveries WHERE state = 'pending' AND push_state = 'failed') AS failed,
+            (SELECT min(e.created_at) FROM events e JOIN event_deliveries d ON d.jti = e.jti
+              WHERE d.state = 'pending') AS oldest,
+            (SELECT count(*) FROM clients) AS clients`,
+  );
+  const row = rows[0]!;
+  const byClient = new Map<string, number>();
+  if (row.clients <= PER_CLIENT_SERIES_LIMIT) {
+    const perClient = await knex.raw<{ rows: { client_id: string; n: number }[] }>(
+      `SELECT client_id, count(*) AS n FROM event_deliveries WHERE state = 'pending' GROUP BY client_id`,
+    );
+    for (const c of perClient.rows) byClient.set(c.client_id, c.n);
+  }
+  return {
+    pending: row.pending,
+    failed: row.failed,
+    oldestAge: row.oldest ? Math.max(0, (Date.now() - row.oldest.getTime()) / 1000) : 0,
+    byClient,
+  };
+}
+
+/** Counts and times every request by its route pattern (bounded cardinality). */
+export function httpMetrics(metrics: Metrics, listener: 'api' | 'admin'): RequestHandler {
+  return (req, res, next) => {
+    const end = metrics.httpDuration.startTimer();
+    res.on('finish', () => {
+      const route = req.route
+        ? `${req.baseUrl}${String((req.route as { path: string }).path)}`
+        : 'unmatched';
+      const labels = { listener, route, method: req.method };
+      end(labels);
+      metrics.httpRequests.inc({ ...labels, status: String(res.statusCode) });
+    });
+    next();
+  };
+}
+
+/** GET /metrics on the admin listener. */
+export function metricsRouter(metrics: Metrics): Router {
+  const router = Router();
+  router.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+  return router;
+}
+
+/** The push engine's hooks (src/push/hooks.ts) feeding the push metrics. */
+export function pushMetricsHooks(metrics: Metrics): PushHooks {
+  const breakers = new Map<string, 'open' | 'half-open' | 'closed'>();
+  const refreshBreakers = () => {
+    const counts = { closed: 0, open: 0, half_open: 0 };
+    for (const state of breakers.values()) counts[state === 'half-open' ? 'half_open' : state] += 1;
+    for (const [state, n] of Object.entries(counts)) metrics.pushBreakers.set({ state }, n);
+    metrics.pushBreakerOpen.reset();
+    if (breakers.size <= PER_CLIENT_SERIES_LIMIT) {
+      for (const [origin, state] of breakers)
+        metrics.pushBreakerOpen.set({ origin }, state === 'closed' ? 0 : 1);
+    }
+  };
+  return {
+    attempt(e) {
+      metrics.pushAttempts.inc({ outcome: e.outcome });
+      metrics.pushDuration.observe({ outcome: e.outcome }, e.latencyMs / 1000);
+      if (e.outcome === 'accepted') metrics.setsDelivered.inc({ channel: 'push' });
+    },
+    breaker(e) {
+      if (e.state === 'closed') breakers.delete(e.origin);
+      else breakers.set(e.origin, e.state);
+      refreshBreakers();
+    },
+  };
+}
