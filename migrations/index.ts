@@ -2,6 +2,8 @@
 // code runs from TypeScript sources in tests and from the compiled output in production.
 import type { Knex } from 'knex';
 import * as initial from './20261123000001_initial.js';
+import * as outbox from './20261123000002_outbox.js';
+import * as push from './20261123000003_push.js';
 
 export interface Migration {
   name: string;
@@ -9,4 +11,4 @@ export interface Migration {
   down(knex: Knex): Promise<void>;
 }
 
-export const migrations: readonly Migration[] = [initial];
+export const migrations: readonly Migration[] = [initial, outbox, push];

@@ -90,6 +90,7 @@ const envSchema = z.object({
   TLS_KEY_FILE: nonEmpty.default('certs/dev/server.key'),
   TLS_CLIENT_CA_FILE: nonEmpty.default('certs/dev/ca.crt'),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+  VALIDATE_RESPONSES: bool.default(false),
 
   CLIENT_CERT_HEADER: z
     .string()
@@ -160,6 +161,8 @@ export interface Config {
     /** Set when no TLS_* file was configured: the development PKI directory, created when missing. */
     devPkiDir: string | undefined;
     shutdownTimeoutMs: number;
+    /** Check every API response against openapi/openapi.yaml (tests, staging): a mismatch is a 500. */
+    validateResponses: boolean;
     /** TLS-terminating proxy mode: client certificate taken from this header, only from trusted proxies. */
     clientCertHeader: string | undefined;
     trustedProxies: string[];
@@ -224,22 +227,21 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
-  const parsed = envSchema.safeParse(emptyAsUnset(env));
+  const set = emptyAsUnset(env);
+  const parsed = envSchema.safeParse(set);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const variable = String(issue?.path[0] ?? 'environment');
     throw new ConfigError(variable, issue?.message ?? 'invalid');
   }
   const e = parsed.data;
-  crossCheck(e);
+  crossCheck(e, set);
 
   const resolve = (p: string) => path.resolve(cwd, p);
   const developmentDefaults: string[] = [];
   if (!e.DATABASE_URL)
     developmentDefaults.push(`embedded PGlite database in ${resolve(e.DATA_DIR)}`);
-  const tlsConfigured = ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE'].some(
-    (k) => env[k] !== undefined && env[k] !== '',
-  );
+  const tlsConfigured = set.TLS_CERT_FILE !== undefined; // crossCheck: all three or none
   if (!tlsConfigured)
     developmentDefaults.push(`development PKI in ${resolve('certs/dev')} (not for production)`);
   if (!e.KEY_ENCRYPTION_KEY && !e.SIGNING_KEY_FILE) {
@@ -263,6 +265,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       tlsClientCaFile: resolve(e.TLS_CLIENT_CA_FILE),
       devPkiDir: tlsConfigured ? undefined : resolve('certs/dev'),
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+      validateResponses: e.VALIDATE_RESPONSES,
       clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
       trustedProxies: e.TRUSTED_PROXIES,
     },
@@ -324,7 +327,16 @@ function emptyAsUnset(env: Env): Env {
   return out;
 }
 
-function crossCheck(e: z.infer<typeof envSchema>): void {
+function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
+  // Half a TLS configuration would mix a bank's files with the (ungenerated) dev PKI defaults.
+  const tls = ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE'] as const;
+  const missing = tls.filter((k) => !env[k]);
+  if (missing.length > 0 && missing.length < tls.length) {
+    throw new ConfigError(
+      missing[0]!,
+      'TLS_CERT_FILE, TLS_KEY_FILE and TLS_CLIENT_CA_FILE must be set together (all unset: the development PKI)',
+    );
+  }
   if (e.POLL_DEFAULT_MAX_EVENTS > e.POLL_MAX_EVENTS) {
     throw new ConfigError('POLL_DEFAULT_MAX_EVENTS', 'must not exceed POLL_MAX_EVENTS');
   }

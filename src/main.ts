@@ -8,20 +8,51 @@ import type { Config } from './config.js';
 import { devPkiComplete, writeDevPki } from './crypto/devPki.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateLatest, pendingMigrations } from './db/migrate.js';
+import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
+import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
 import { Clients } from './domain/clients.js';
+import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
+import { DeliveriesStore } from './db/stores/deliveriesStore.js';
+import { LongPollHub } from './domain/longPoll.js';
+import { Polling } from './domain/polling.js';
+import { Publisher } from './domain/publishing.js';
+import { RequestSignatures } from './domain/requestSignatures.js';
+import { ResponseSigner } from './domain/responseSigner.js';
 import { KeyRing } from './domain/signingKeys.js';
+import { Subscriptions } from './domain/subscriptions.js';
+import { Tokens } from './domain/tokens.js';
 import { createAdminApp, type Readiness } from './http/adminApp.js';
 import { createApiApp } from './http/apiApp.js';
+import { proxyCertificateOptions } from './http/clientCertificate.js';
 import { closeGracefully, createAdminServer, createApiServer, listen } from './http/listeners.js';
 import { adminRouters, apiRouters } from './http/routes/index.js';
 import type { Logger } from './logger.js';
+import {
+  createMetrics,
+  metricsRouter,
+  pushMetricsHooks,
+  registerCollectedGauges,
+  type Metrics,
+} from './metrics.js';
+import { PushEngine } from './push/engine.js';
+import { OutboxWorker } from './workers/outboxWorker.js';
+import { every } from './workers/periodic.js';
+import { runRetention } from './workers/retention.js';
 
 export interface Services {
   db: Database;
   clients: Clients;
   keys: KeyRing;
+  tokens: Tokens;
+  signer: SetSigner;
+  publisher: Publisher;
+  longPolls: LongPollHub;
+  polling: Polling;
+  subscriptions: Subscriptions;
+  requestSignatures: RequestSignatures;
+  responseSigner: ResponseSigner;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -30,6 +61,7 @@ export function buildServices(
   db: Database,
   logger: Logger,
   clock: Clock = systemClock,
+  metrics?: Metrics,
 ): Services {
   const clients = new Clients({ store: ClientsStore.create(db.knex), knex: db.knex, clock });
   const keys = new KeyRing({
@@ -39,7 +71,80 @@ export function buildServices(
     clock,
     logger,
   });
-  return { db, clients, keys };
+  const tokens = new Tokens({
+    clients,
+    keys,
+    jtis: AssertionJtisStore.create(db.knex),
+    config,
+    clock,
+    logger,
+  });
+  // Worker threads start on the first signature, so commands that never sign pay nothing.
+  const signer = lazySetSigner(config.keys.signingWorkers);
+  const publisher = new Publisher({
+    knex: db.knex,
+    keys,
+    signer,
+    config,
+    clock,
+    onPublished: metrics
+      ? (inputs, outcomes) =>
+          outcomes.forEach((o, i) =>
+            metrics.eventsPublished.inc({ type: inputs[i]!.type, outcome: o.status }),
+          )
+      : undefined,
+  });
+  const longPolls = new LongPollHub(config.polling.longPollMaxPerClient);
+  const polling = new Polling({
+    deliveries: DeliveriesStore.create(db.knex),
+    hub: longPolls,
+    config: config.polling,
+    onPolled: metrics
+      ? (_clientId, returned, resolved) => {
+          metrics.setsDelivered.inc({ channel: 'poll' }, returned);
+          metrics.setsResolvedByPoll.inc(resolved);
+        }
+      : undefined,
+  });
+  const subscriptions = new Subscriptions({
+    store: SubscriptionsStore.create(db.knex),
+    knex: db.knex,
+    clock,
+    allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
+    eventTypesDocUrl: `${config.http.publicUrl}/open-banking/v3.1/openapi.json#/components/schemas/OBEventType1Code`,
+  });
+  const requestSignatures = new RequestSignatures({
+    clients,
+    clock,
+    required: config.subscriptions.requireRequestSignature,
+    trustAnchor: config.subscriptions.trustAnchor,
+    clockToleranceSeconds: config.auth.clockToleranceSeconds,
+  });
+  const responseSigner = new ResponseSigner({
+    keys,
+    iss: config.push.financialId,
+    tan: config.subscriptions.trustAnchor,
+    clock,
+  });
+  return {
+    ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
+    ...{ subscriptions, requestSignatures, responseSigner },
+  };
+}
+
+function lazySetSigner(workers: number): SetSigner {
+  let signer: SetSigner | undefined;
+  const get = () => (signer ??= createSetSigner({ workers }));
+  return {
+    get mode() {
+      return get().mode;
+    },
+    workers,
+    sign: (payloads, key, typ) => get().sign(payloads, key, typ),
+    close: async () => {
+      await signer?.close();
+    },
+  };
 }
 
 export interface RunningServer {
@@ -80,13 +185,22 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
           'migrations pending (MIGRATE_ON_START=false): not ready until `ob-events migrate` runs',
         );
     }
-    const services = buildServices(config, db, logger, clock);
+    const metrics = createMetrics();
+    const services = buildServices(config, db, logger, clock, metrics);
+    registerCollectedGauges(metrics, { knex: db.knex, longPolls: () => services.longPolls.size });
     if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
+    await services.subscriptions.watch(db.notifier);
+    await services.longPolls.start(db.notifier);
 
-    const routeDeps = { config, services, logger, clock };
-    const apiApp = createApiApp({ logger, routers: apiRouters(routeDeps) });
+    const routeDeps = { config, services, logger, clock, metrics };
+    const apiApp = createApiApp({
+      logger,
+      routers: apiRouters(routeDeps),
+      proxyCertificate: proxyCertificateOptions(config, clock),
+      metrics,
+    });
     const apiServer = createApiServer(apiApp, {
       certFile: config.http.tlsCertFile,
       keyFile: config.http.tlsKeyFile,
@@ -96,7 +210,8 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     const adminApp = createAdminApp({
       logger,
       readiness: () => readiness(db),
-      routers: adminRouters(routeDeps),
+      routers: [metricsRouter(metrics), ...adminRouters(routeDeps)],
+      metrics,
     });
     const adminServer = createAdminServer(adminApp);
 
@@ -108,6 +223,12 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       },
     );
 
+    if (config.developmentDefaults.length > 0) {
+      logger.warn(
+        { defaults: config.developmentDefaults },
+        `DEVELOPMENT DEFAULTS IN USE: ${config.developmentDefaults.join('; ')}`,
+      );
+    }
     logger.info(
       {
         api: `https://${config.http.host}:${api.port}`,
@@ -117,15 +238,52 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       },
       'ob-events listening',
     );
-    if (config.developmentDefaults.length > 0) {
-      logger.warn(
-        { defaults: config.developmentDefaults },
-        `DEVELOPMENT DEFAULTS IN USE: ${config.developmentDefaults.join('; ')}`,
-      );
-    }
+
+    const outbox = new OutboxWorker({
+      knex: db.knex,
+      publisher: services.publisher,
+      notifier: db.notifier,
+      logger,
+    });
+    await outbox.start();
+    // Real-time push (src/push/engine.ts); PUSH_CONCURRENCY=0 leaves it to `ob-events worker`.
+    const push = new PushEngine({
+      knex: db.knex,
+      notifier: db.notifier,
+      config: config.push,
+      allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
+      logger,
+      clock,
+      hooks: pushMetricsHooks(metrics),
+    });
+    if (config.push.concurrency > 0) await push.start();
+    const tasks: { stop(): Promise<void> }[] = [
+      outbox,
+      push,
+      every(
+        'assertion-jti-purge',
+        60_000,
+        () => services.tokens.purgeExpiredAssertionJtis(),
+        logger,
+      ),
+      every(
+        'retention',
+        10 * 60_000,
+        () =>
+          runRetention({
+            knex: db.knex,
+            keys: services.keys,
+            clock,
+            logger,
+            retentionDays: config.events.retentionDays,
+          }),
+        logger,
+      ),
+    ];
 
     let stopping: Promise<void> | undefined;
-    const stop = () => (stopping ??= shutdown({ logger, config, db, apiServer, adminServer }));
+    const stop = () =>
+      (stopping ??= shutdown({ logger, config, db, apiServer, adminServer, tasks, services }));
     return { apiPort: api.port, adminPort: admin.port, services, stop };
   } catch (err) {
     await db.close().catch(() => {});
@@ -139,13 +297,18 @@ async function shutdown(parts: {
   db: Database;
   apiServer: https.Server;
   adminServer: http.Server;
+  tasks: { stop(): Promise<void> }[];
+  services: Services;
 }): Promise<void> {
   const { logger, config, db } = parts;
   logger.info('shutting down: no new connections, finishing requests in flight');
+  parts.services.longPolls.close(); // waiting polls answer now instead of holding the shutdown
   await Promise.all([
     closeGracefully(parts.apiServer, config.http.shutdownTimeoutMs),
     closeGracefully(parts.adminServer, config.http.shutdownTimeoutMs),
   ]);
+  await Promise.all(parts.tasks.map((t) => t.stop()));
+  await parts.services.signer.close();
   await db.close();
   logger.info('stopped');
 }

@@ -25,7 +25,12 @@ export async function withServices<T>(
     } else if ((await pendingMigrations(db.knex)).length > 0) {
       throw new CliError('the database schema is not current: run `ob-events migrate` first');
     }
-    return await fn(buildServices(config, db, logger), config, logger);
+    const services = buildServices(config, db, logger);
+    try {
+      return await fn(services, config, logger);
+    } finally {
+      await services.signer.close();
+    }
   } finally {
     await db.close();
   }

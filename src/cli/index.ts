@@ -15,7 +15,17 @@ export function buildProgram(): Command {
     .description('UK Open Banking Event Notification server')
     .showSuggestionAfterError()
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // commander's own errors as our one line: `ob-events: unknown command 'x' (Did you mean ...?)`.
+      outputError: (s, write) =>
+        write(
+          `ob-events: ${s
+            .replace(/^error: /, '')
+            .replace(/\s*\n\s*(?=\S)/g, ' ')
+            .trim()}\n`,
+        ),
+    });
 
   program
     .command('serve')
@@ -73,6 +83,95 @@ export function buildProgram(): Command {
     .argument('<id>', 'client id')
     .action(async (id: string) => (await import('./commands/clients.js')).clientsRevoke(id));
 
+  const events = program.command('events').description('events for TPPs');
+  events
+    .command('publish')
+    .description('create an event for a TPP (N alike with --count); one JSON line per event')
+    .requiredOption('--client-id <id>', 'the TPP (client id)')
+    .requiredOption(
+      '--type <type>',
+      'UK.OBIE.* event type code or its urn:uk:org:openbanking:events:* URN',
+    )
+    .requiredOption('--subject-id <rid>', 'id of the changed resource')
+    .requiredOption('--subject-type <rty>', 'type of the changed resource, e.g. domestic-payment')
+    .option('--link <url>', 'URL of the resource (default: under PUBLIC_URL)')
+    .option('--version <v>', 'API version of --link', 'v3.1')
+    .option('--txn <txn>', 'transaction id (default: the jti)')
+    .option('--count <n>', 'how many alike events', '1')
+    .option('--reason <code>', 'revocation or linked-account reason code')
+    .option('--with-resource-update', 'a revocation SET also carries resource-update')
+    .option('--idempotency-key <key>', 'publishing the same key again creates nothing')
+    .action(async (o) => (await import('./commands/events.js')).eventsPublish(o));
+
+  const tpp = program.command('tpp').description('act as a TPP (for trying the server with curl)');
+  tpp
+    .command('assertion')
+    .description('print a fresh private_key_jwt client assertion (exp in 5 minutes, random jti)')
+    .requiredOption('--client-id <id>', 'the TPP (client id): iss and sub')
+    .requiredOption('--key <file>', 'private JWK file, e.g. certs/dev/tpp.private.jwk.json')
+    .option('--kid <kid>', 'key id (default: the kid in the key file)')
+    .option('--aud <url>', 'audience (default: ${PUBLIC_URL}/token)')
+    .action(async (o: { clientId: string; key: string; kid?: string; aud?: string }) =>
+      (await import('./commands/tpp.js')).tppAssertion(o),
+    );
+  tpp
+    .command('sign')
+    .description('read a request body on stdin; print its x-jws-signature (detached PS256 JWS)')
+    .requiredOption('--key <file>', 'private JWK file, e.g. certs/dev/tpp.private.jwk.json')
+    .option('--kid <kid>', 'key id (default: the kid in the key file)')
+    .requiredOption(
+      '--iss <id>',
+      "http://openbanking.org.uk/iss: the client's signing iss (its client id unless registered otherwise)",
+    )
+    .option('--tan <anchor>', 'http://openbanking.org.uk/tan (default: OB_TRUST_ANCHOR)')
+    .action(async (o: { key: string; kid?: string; iss: string; tan?: string }) =>
+      (await import('./commands/tppSign.js')).tppSign(o),
+    );
+  tpp
+    .command('poll')
+    .description('receive, verify, print (one JSON line each) and acknowledge events (the SDK)')
+    .option(
+      '--follow',
+      'keep long-polling until SIGINT/SIGTERM (default: drain what waits, then exit)',
+    )
+    .option('--url <url>', 'where the API listens (default: https://localhost:${PORT})')
+    .option('--issuer <url>', 'the issuer to expect (default: what discovery says)')
+    .option('--client-id <id>', 'the TPP (client id)', 'demo-tpp')
+    .option('--cert <file>', 'transport certificate (PEM)', 'certs/dev/tpp.crt')
+    .option('--key <file>', 'its private key (PEM)', 'certs/dev/tpp.key')
+    .option('--ca <file>', "CA of the server's certificate (PEM)", 'certs/dev/ca.crt')
+    .option(
+      '--signing-key <file>',
+      'private signing JWK (its kid is used)',
+      'certs/dev/tpp.private.jwk.json',
+    )
+    .option('--max-events <n>', 'SETs per poll (default: the server default)')
+    .action(async (o) => (await import('./commands/tppPoll.js')).tppPoll(o));
+
+  program
+    .command('worker')
+    .description(
+      'run push delivery and the outbox worker without the API listener (health on ADMIN_PORT)',
+    )
+    .action(async () => (await import('./commands/worker.js')).worker());
+
+  const deliveries = program.command('deliveries').description('push delivery, for operators');
+  deliveries
+    .command('list')
+    .description(
+      'SETs by delivery state (JSON array, creation order); default: pending and failed pushes',
+    )
+    .option('--client-id <id>', 'only this TPP')
+    .option('--state <state>', 'pending | failed | delivered | rejected | acknowledged | errored')
+    .option('--limit <n>', 'at most this many', '100')
+    .option('--after <jti>', 'the page after this jti')
+    .action(async (o) => (await import('./commands/deliveries.js')).deliveriesList(o));
+  deliveries
+    .command('retry')
+    .description('push a pending SET again now, with a fresh series of attempts')
+    .argument('<jti>', 'the SET')
+    .action(async (jti: string) => (await import('./commands/deliveries.js')).deliveriesRetry(jti));
+
   const keys = program.command('keys').description("the server's signing keys");
   keys
     .command('list')
@@ -88,6 +187,9 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; every failure ends with one line on stderr and a non-zero exit code. */
 export async function runCli(argv: string[]): Promise<void> {
+  // stdout carries only the commands' JSON (printJson writes it directly): a library that prints
+  // with console.log (knex does, for pool warnings) goes to stderr with the logs.
+  console.log = console.info = console.debug = console.error;
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -23,7 +23,7 @@ export async function openDatabase(
   applicationName = 'ob-events',
 ): Promise<Database> {
   if (config.url) {
-    const knex = createKnex(config.url, config.poolMax, applicationName);
+    const knex = createKnex(config.url, config.poolMax, applicationName, logger);
     const notifier = new PgNotifier(config.url, logger);
     return {
       knex,
@@ -36,7 +36,7 @@ export async function openDatabase(
     };
   }
   const embedded = await openEmbedded(config.dataDir, logger);
-  const knex = createKnex(embedded.connectionString, config.poolMax, applicationName);
+  const knex = createKnex(embedded.connectionString, config.poolMax, applicationName, logger);
   const notifier = new EmbeddedNotifier(embedded.notifications, knex, logger);
   return {
     knex,
@@ -54,12 +54,20 @@ export function createKnex(
   connectionString: string,
   poolMax: number,
   applicationName: string,
+  logger?: Logger,
 ): Knex {
   return knexFactory({
     client: 'pg',
     connection: { connectionString, application_name: applicationName },
     pool: { min: 0, max: poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: 10_000,
+    // knex's own warnings (pool, deprecations) go to our logger, not to stdout.
+    log: {
+      warn: (m: unknown) => logger?.warn({ knex: String(m) }, 'knex'),
+      error: (m: unknown) => logger?.error({ knex: String(m) }, 'knex'),
+      deprecate: (m: unknown) => logger?.debug({ knex: String(m) }, 'knex'),
+      debug: (m: unknown) => logger?.debug({ knex: String(m) }, 'knex'),
+    },
   });
 }
 

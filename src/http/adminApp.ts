@@ -4,6 +4,7 @@ import express, { type Express, type Router } from 'express';
 import type { Logger } from '../logger.js';
 import { errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
+import { httpMetrics, type Metrics } from '../metrics.js';
 
 export interface Readiness {
   ready: boolean;
@@ -14,6 +15,7 @@ export interface AdminAppDeps {
   logger: Logger;
   readiness: () => Promise<Readiness>;
   routers: Router[];
+  metrics?: Metrics;
 }
 
 export function createAdminApp(deps: AdminAppDeps): Express {
@@ -21,6 +23,7 @@ export function createAdminApp(deps: AdminAppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(interactionId(deps.logger));
+  if (deps.metrics) app.use(httpMetrics(deps.metrics, 'admin'));
   app.get('/health/live', (_req, res) => {
     res.json({ status: 'ok' });
   });

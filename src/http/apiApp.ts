@@ -3,14 +3,18 @@
 import express, { type Express, type Router } from 'express';
 import helmet from 'helmet';
 import type { Logger } from '../logger.js';
-import { clientCertificate } from './clientCertificate.js';
+import { clientCertificate, type ProxyCertificateOptions } from './clientCertificate.js';
 import { errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
+import { httpMetrics, type Metrics } from '../metrics.js';
 
 export interface ApiAppDeps {
   logger: Logger;
   /** Route groups, mounted in order; each owns its paths and body parsers. */
   routers: Router[];
+  /** Proxy mode (CLIENT_CERT_HEADER): where the client certificate may come from instead. */
+  proxyCertificate?: ProxyCertificateOptions | undefined;
+  metrics?: Metrics;
 }
 
 export function createApiApp(deps: ApiAppDeps): Express {
@@ -18,8 +22,9 @@ export function createApiApp(deps: ApiAppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(interactionId(deps.logger));
+  if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
   app.use(helmet());
-  app.use(clientCertificate());
+  app.use(clientCertificate(deps.proxyCertificate));
   for (const router of deps.routers) app.use(router);
   app.use(notFoundHandler);
   app.use(errorMapper);

@@ -129,9 +129,9 @@ function fromHttpError(err: HttpLikeError): AppError | undefined {
   const kind = kindForStatus(status);
   const details = (err.errors ?? []).map(validatorDetail);
   const message =
-    details.length > 0
+    kind === 'invalid_request' && details.length > 0
       ? 'the request does not match the API definition'
-      : (err.message ?? 'bad request');
+      : (err.errors?.[0]?.message ?? err.message ?? 'bad request');
   const appError = new AppError(kind, message, kind === 'invalid_request' ? details : []);
   if (kind === 'method_not_allowed' && err.headers?.Allow) appError.allow = err.headers.Allow;
   return appError;
@@ -162,21 +162,34 @@ function kindForStatus(status: number): ErrorKind {
   }
 }
 
-/** express-openapi-validator reports `.body.Data.Version` style paths; OBIE wants `Data.Version`. */
+/**
+ * express-openapi-validator reports paths like `body/Data/EventTypes/0` (older versions
+ * `.body.Data.Version`); OBIE wants `Data.EventTypes[0]`, and a header's or query parameter's
+ * own name.
+ */
 function validatorDetail(e: { path?: string; message?: string; errorCode?: string }): ErrorDetail {
   const raw = e.path ?? '';
-  let path = raw.replace(/^\.?(body|query|path|headers)\.?/, '').replace(/^\//, '');
-  const isHeader = raw.startsWith('.headers') || raw.startsWith('headers');
+  const location = /^[./]?(body|query|path|headers)(?=$|[./])/.exec(raw)?.[1];
+  const segments = raw
+    .replace(/^[./]?(body|query|path|headers)/, '')
+    .split(/[./]/)
+    .filter((s) => s !== '');
   const missing = /must have required property/.test(e.message ?? '');
   const additional = /must NOT have additional properties/.test(e.message ?? '');
   if (additional) {
     const m = /additional properties.*'([^']+)'/.exec(e.message ?? '');
-    if (m?.[1]) path = path ? `${path}.${m[1]}` : m[1];
+    if (m?.[1] && segments.at(-1) !== m[1]) segments.push(m[1]);
   }
+  const path = segments.reduce(
+    (p, s) => (/^\d+$/.test(s) ? `${p}[${s}]` : p ? `${p}.${s}` : s),
+    '',
+  );
   let errorCode: ObErrorCode = 'UK.OBIE.Field.Invalid';
-  if (isHeader) errorCode = missing ? 'UK.OBIE.Header.Missing' : 'UK.OBIE.Header.Invalid';
+  if (location === 'headers')
+    errorCode = missing ? 'UK.OBIE.Header.Missing' : 'UK.OBIE.Header.Invalid';
   else if (missing) errorCode = 'UK.OBIE.Field.Missing';
-  else if (additional) errorCode = 'UK.OBIE.Field.Unexpected';
+  else if (additional || /^Unknown query parameter/.test(e.message ?? ''))
+    errorCode = 'UK.OBIE.Field.Unexpected';
   const d: ErrorDetail = { errorCode, message: e.message ?? 'invalid' };
   if (path) d.path = path;
   return d;

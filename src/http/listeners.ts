@@ -69,15 +69,27 @@ export function listen(server: http.Server, host: string, port: number): Promise
 
 /**
  * Stops accepting, lets requests in flight finish, and after `timeoutMs` cuts what is left.
- * Idle keep-alive connections are closed at once.
+ * Idle keep-alive connections are closed at once, and so is each connection whose last response
+ * finishes while draining: `server.close()` alone would wait for those until the keep-alive
+ * timeout (65 s), so one keep-alive client would hold every shutdown to the full timeout.
  */
 export function closeGracefully(server: http.Server, timeoutMs: number): Promise<void> {
   if (!server.listening) return Promise.resolve();
   return new Promise((resolve) => {
+    // A request that arrives on an open keep-alive connection while draining is still served,
+    // but told the connection closes after it.
+    const closeAfterResponse = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+    };
+    server.prependListener('request', closeAfterResponse);
+    const sweep = setInterval(() => server.closeIdleConnections(), 25);
+    sweep.unref();
     const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);
+      clearInterval(sweep);
+      server.off('request', closeAfterResponse);
       resolve();
     });
     server.closeIdleConnections();

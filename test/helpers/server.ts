@@ -43,6 +43,8 @@ export function testEnv(
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     LOG_FORMAT: 'json',
     SIGNING_WORKERS: '1',
+    // Every API response is checked against openapi/openapi.yaml: a mismatch answers 500.
+    VALIDATE_RESPONSES: 'true',
     ...db.env,
     ...env,
   };
