@@ -35,6 +35,7 @@ export const run: Bench = async (ctx) => {
       POLL_LEASE_SECONDS: '60',
       LONG_POLL_MAX_PER_CLIENT: '10',
     },
+    ...(process.env.BENCH_NODE_ARGS ? { nodeArgs: process.env.BENCH_NODE_ARGS.split(' ') } : {}),
   });
   const agent = mtlsAgent(
     { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
@@ -177,6 +178,7 @@ export const run: Bench = async (ctx) => {
       }),
     );
     clearInterval(sampler);
+    const heap = await heapNote(server);
     const bigRate = drained / ((performance.now() - drainStarted) / 1000);
     row(
       'drain of the big table, 4 pollers',
@@ -185,7 +187,7 @@ export const run: Bench = async (ctx) => {
       '>= 8000',
       `${drained.toLocaleString('en-GB')} SETs over ${bigClients} clients`,
     );
-    row('server peak RSS while draining', peakDrain, 'MiB', '< 300');
+    row('server peak RSS while draining', peakDrain, 'MiB', '< 300', heap);
 
     // --- long-poll wake-up latency --------------------------------------------------------------
     const waker = await registerTpp(server, agent, 'wake', jwks, signingKey);
@@ -360,4 +362,10 @@ async function metricValue(server: BenchServer, name: string): Promise<number> {
   const text = await (await fetch(`${server.adminUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? NaN);
+}
+
+/** The server's V8 heap and external memory, from its own /metrics. */
+async function heapNote(server: BenchServer): Promise<string> {
+  const mb = async (name: string) => Math.round((await metricValue(server, name)) / 2 ** 20);
+  return `heap used ${await mb('ob_events_nodejs_heap_size_used_bytes')} of ${await mb('ob_events_nodejs_heap_size_total_bytes')} MiB, external ${await mb('ob_events_nodejs_external_memory_bytes')} MiB`;
 }

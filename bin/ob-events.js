@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The CLI runs the compiled output (built by `npm run build`, which `npm ci` runs through `prepare`),
 // so a command starts without a TypeScript loader.
 import { existsSync } from 'node:fs';

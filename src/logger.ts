@@ -25,6 +25,8 @@ export interface LoggerOptions {
   level: string;
   format: 'json' | 'pretty';
   name?: string;
+  /** Write each line before returning (CLI commands: their last stderr line must be the error). */
+  sync?: boolean;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
@@ -48,7 +50,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       }),
     );
   }
-  return pino(base, pino.destination({ dest: 2, sync: false }));
+  return pino(base, pino.destination({ dest: 2, sync: opts.sync ?? false }));
 }
 
 /** A logger that writes nothing (tests that do not look at logs). */

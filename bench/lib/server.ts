@@ -18,6 +18,7 @@ import type { BenchContext } from './report.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'bin/ob-events.js');
+export const SERVE_FLAGS = '--max-semi-space-size=2';
 
 export interface BenchServer {
   /** https://127.0.0.1:<port> (mTLS) */
@@ -93,7 +94,8 @@ export async function startBenchServer(
       ...opts.env,
     };
 
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve'], {
+    // The same V8 flag `npm start` and the ob-events command use (README: Operations, memory).
+    const child = spawn(process.execPath, [SERVE_FLAGS, ...(opts.nodeArgs ?? []), CLI, 'serve'], {
       env,
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -11,7 +11,7 @@ export function cliConfig(): { config: Config; logger: Logger } {
   const config = loadConfig();
   // Commands other than `serve` log only warnings unless LOG_LEVEL says otherwise.
   const level = process.env.LOG_LEVEL ? config.log.level : 'warn';
-  return { config, logger: createLogger({ level, format: config.log.format }) };
+  return { config, logger: createLogger({ level, format: config.log.format, sync: true }) };
 }
 
 export async function withServices<T>(
