@@ -38,7 +38,10 @@ describe('metrics', () => {
     await subscribe(db.knex, pushed.clientId, { callbackUrl: receiver.callbackUrl });
 
     const token = await poller.accessToken();
-    const refused = await postToken(server, poller.agent, { grant_type: 'client_credentials', client_id: 'nobody' });
+    const refused = await postToken(server, poller.agent, {
+      grant_type: 'client_credentials',
+      client_id: 'nobody',
+    });
     expect(refused.status).toBe(401);
     await publish(server, poller.clientId, 3);
     const [pushedJti] = await publish(server, pushed.clientId, 1);
@@ -57,11 +60,18 @@ describe('metrics', () => {
 
     expect(value(text, 'ob_events_tokens_issued_total{auth_method="private_key_jwt"}')).toBe(1);
     expect(value(text, 'ob_events_tokens_refused_total{reason="invalid_client"}')).toBe(1);
-    expect(value(text, 'ob_events_events_published_total{type="UK.OBIE.Resource-Update",outcome="created"}')).toBe(4);
+    expect(
+      value(
+        text,
+        'ob_events_events_published_total{type="UK.OBIE.Resource-Update",outcome="created"}',
+      ),
+    ).toBe(4);
     expect(value(text, 'ob_events_sets_delivered_total{channel="poll"}')).toBe(2);
     expect(value(text, 'ob_events_sets_delivered_total{channel="push"}')).toBe(1);
     expect(value(text, 'ob_events_push_attempts_total{outcome="accepted"}')).toBe(1);
-    expect(text).toContain('ob_events_push_attempt_duration_seconds_bucket{le="0.005",outcome="accepted"}');
+    expect(text).toContain(
+      'ob_events_push_attempt_duration_seconds_bucket{le="0.005",outcome="accepted"}',
+    );
     expect(value(text, 'ob_events_pending_sets')).toBe(3);
     expect(value(text, `ob_events_pending_sets_by_client{client_id="${poller.clientId}"}`)).toBe(3);
     expect(value(text, 'ob_events_oldest_pending_age_seconds')).toBeGreaterThanOrEqual(0);
@@ -70,8 +80,12 @@ describe('metrics', () => {
     expect(value(text, 'ob_events_db_pool_connections{state="used"}')).toBeGreaterThanOrEqual(0);
     expect(text).toContain('ob_events_process_resident_memory_bytes');
     // Routes are patterns, never raw paths or ids.
-    expect(text).toMatch(/ob_events_http_requests_total\{listener="api",route="\/open-banking\/v3\.1\/events",method="POST",status="200"\} 1/);
-    expect(text).toMatch(/ob_events_http_requests_total\{listener="api",route="\/token",method="POST",status="401"\} 1/);
+    expect(text).toMatch(
+      /ob_events_http_requests_total\{listener="api",route="\/open-banking\/v3\.1\/events",method="POST",status="200"\} 1/,
+    );
+    expect(text).toMatch(
+      /ob_events_http_requests_total\{listener="api",route="\/token",method="POST",status="401"\} 1/,
+    );
     expect(text).not.toContain(pushedJti!);
   });
 });

@@ -48,23 +48,29 @@ describe('the README walkthrough', () => {
       LOG_LEVEL: 'warn',
       ...db.env,
     };
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn('bash', ['-c', script], { cwd: dir, env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) => {
+        const child = spawn('bash', ['-c', script], { cwd: dir, env });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      },
+    );
     expect(result.code, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`).toBe(0);
 
     // Step 1: the client, as JSON.
     expect(result.stdout).toContain('"client_id":"demo-tpp"');
     // Step 3: the subscription was created and read back.
-    const created = JSON.parse(fs.readFileSync(path.join(dir, 'created.json'), 'utf8')) as { Data: { EventSubscriptionId: string } };
+    const created = JSON.parse(fs.readFileSync(path.join(dir, 'created.json'), 'utf8')) as {
+      Data: { EventSubscriptionId: string };
+    };
     expect(created.Data.EventSubscriptionId).toMatch(/^es_/);
     // Step 5: one SET came back, for the demo TPP, and was acknowledged.
-    const poll = JSON.parse(fs.readFileSync(path.join(dir, 'poll.json'), 'utf8')) as { sets: Record<string, string> };
+    const poll = JSON.parse(fs.readFileSync(path.join(dir, 'poll.json'), 'utf8')) as {
+      sets: Record<string, string>;
+    };
     const jtis = Object.keys(poll.sets);
     expect(jtis).toHaveLength(1);
     expect(result.stdout).toContain('"aud":"demo-tpp"');
@@ -73,6 +79,8 @@ describe('the README walkthrough', () => {
     expect(delivery.state).toBe('acknowledged');
     // Step 6: replaced, then deleted.
     expect(result.stdout.trim().split('\n').at(-1)).toBe('204');
-    expect(await db.knex('event_subscriptions').where({ client_id: 'demo-tpp' }).first()).toBeUndefined();
+    expect(
+      await db.knex('event_subscriptions').where({ client_id: 'demo-tpp' }).first(),
+    ).toBeUndefined();
   });
 });
