@@ -239,24 +239,14 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       'ob-events listening',
     );
 
-    const outbox = new OutboxWorker({
-      knex: db.knex,
-      publisher: services.publisher,
-      notifier: db.notifier,
-      logger,
-    });
-    await outbox.start();
-    // Real-time push (src/push/engine.ts); PUSH_CONCURRENCY=0 leaves it to `ob-events worker`.
-    const push = new PushEngine({
-      knex: db.knex,
-      notifier: db.notifier,
-      config: config.push,
-      allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
+    const { outbox, push } = await startDeliveryWorkers({
+      config,
+      db,
+      services,
       logger,
       clock,
-      hooks: pushMetricsHooks(metrics),
+      metrics,
     });
-    if (config.push.concurrency > 0) await push.start();
     const tasks: { stop(): Promise<void> }[] = [
       outbox,
       push,
@@ -313,7 +303,41 @@ async function shutdown(parts: {
   logger.info('stopped');
 }
 
-async function readiness(db: Database): Promise<Readiness> {
+/**
+ * The outbox worker and real-time push (src/push/engine.ts), for `serve` and `ob-events worker`.
+ * PUSH_CONCURRENCY=0 leaves push to another process.
+ */
+export async function startDeliveryWorkers(deps: {
+  config: Config;
+  db: Database;
+  services: Services;
+  logger: Logger;
+  clock: Clock;
+  metrics: Metrics;
+}): Promise<{ outbox: OutboxWorker; push: PushEngine }> {
+  const { config, db, logger } = deps;
+  const outbox = new OutboxWorker({
+    knex: db.knex,
+    publisher: deps.services.publisher,
+    notifier: db.notifier,
+    logger,
+  });
+  await outbox.start();
+  const push = new PushEngine({
+    knex: db.knex,
+    notifier: db.notifier,
+    config: config.push,
+    allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
+    logger,
+    clock: deps.clock,
+    hooks: pushMetricsHooks(deps.metrics),
+  });
+  if (config.push.concurrency > 0) await push.start();
+  return { outbox, push };
+}
+
+/** Ready when the database answers and its schema is current (/health/ready). */
+export async function readiness(db: Database): Promise<Readiness> {
   const checks: Readiness['checks'] = {};
   try {
     const pending = await pendingMigrations(db.knex);

@@ -1,8 +1,7 @@
 // `ob-events clients add|list|revoke`.
-import fs from 'node:fs';
 import type { Client } from '../../db/stores/clientsStore.js';
 import { printJson, withServices } from '../context.js';
-import { CliError } from '../index.js';
+import { readJsonFile } from '../files.js';
 
 export interface ClientsAddOptions {
   clientId: string;
@@ -15,7 +14,7 @@ export interface ClientsAddOptions {
 }
 
 export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
-  const jwks = readJson(o.jwks);
+  const jwks = readJsonFile(o.jwks);
   await withServices(async ({ clients }) => {
     const client = await clients.register({
       clientId: o.clientId,
@@ -53,18 +52,3 @@ function view(c: Client) {
   };
 }
 
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new CliError(`${file} is not valid JSON`);
-  }
-}

@@ -1,10 +1,9 @@
 // `ob-events tpp assertion`: the TPP side of the token request, for trying the server with curl.
 // (`tpp sign` lives in its own file.)
-import fs from 'node:fs';
-import type { JWK } from 'jose';
 import { signClientAssertion } from '../../crypto/clientAssertion.js';
 import { cliConfig } from '../context.js';
 import { CliError } from '../index.js';
+import { readPrivateJwkFile } from '../files.js';
 
 const ASSERTION_LIFETIME_SECONDS = 300;
 
@@ -19,7 +18,7 @@ export interface TppAssertionOptions {
 
 /** Prints a fresh client assertion (private_key_jwt) to stdout. */
 export async function tppAssertion(o: TppAssertionOptions): Promise<void> {
-  const privateJwk = readPrivateJwk(o.key);
+  const privateJwk = readPrivateJwkFile(o.key);
   const kid = o.kid ?? privateJwk.kid;
   if (!kid) throw new CliError(`${o.key} has no "kid": pass --kid`);
   const audience = o.aud ?? `${cliConfig().config.http.publicUrl}/token`;
@@ -39,23 +38,3 @@ export async function tppAssertion(o: TppAssertionOptions): Promise<void> {
   process.stdout.write(`${assertion}\n`);
 }
 
-function readPrivateJwk(file: string): JWK {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
-  }
-  let jwk: unknown;
-  try {
-    jwk = JSON.parse(text);
-  } catch {
-    throw new CliError(`${file} is not valid JSON`);
-  }
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk) || 'keys' in jwk) {
-    throw new CliError(`${file} must hold one private JWK (not a JWK Set)`);
-  }
-  return jwk as JWK;
-}

@@ -3,12 +3,11 @@
 // reported to the server (setErrs) and named on stderr, never printed.
 // Without --follow: what is waiting now, then exit. With --follow: long-polls until SIGINT or
 // SIGTERM, then acknowledges what it printed and exits 0.
-import fs from 'node:fs';
-import type { JWK } from 'jose';
 import { createTppClient } from '../../tpp/index.js';
 import type { VerifiedSet } from '../../tpp/index.js';
 import { cliConfig, printJson } from '../context.js';
 import { CliError } from '../index.js';
+import { readPrivateJwkFile, readTextFile } from '../files.js';
 
 export interface TppPollOptions {
   url?: string;
@@ -23,7 +22,7 @@ export interface TppPollOptions {
 }
 
 export async function tppPoll(o: TppPollOptions): Promise<void> {
-  const signingKey = readJwk(o.signingKey);
+  const signingKey = readPrivateJwkFile(o.signingKey);
   if (!signingKey.kid) throw new CliError(`${o.signingKey} has no "kid"`);
   const maxEvents = o.maxEvents === undefined ? undefined : Number(o.maxEvents);
   if (maxEvents !== undefined && !(Number.isInteger(maxEvents) && maxEvents >= 1)) {
@@ -33,9 +32,9 @@ export async function tppPoll(o: TppPollOptions): Promise<void> {
     baseUrl: o.url ?? `https://localhost:${cliConfig().config.http.port}`,
     ...(o.issuer !== undefined ? { issuerUrl: o.issuer } : {}),
     clientId: o.clientId,
-    cert: readFile(o.cert),
-    key: readFile(o.key),
-    ca: readFile(o.ca),
+    cert: readTextFile(o.cert),
+    key: readTextFile(o.key),
+    ca: readTextFile(o.ca),
     signingKey,
   });
   const stop = new AbortController();
@@ -66,26 +65,4 @@ function line(event: VerifiedSet) {
   return { jti: event.jti, eventTypes: event.eventTypes, claims: event.claims };
 }
 
-function readFile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
-  }
-}
 
-function readJwk(file: string): JWK {
-  let jwk: unknown;
-  try {
-    jwk = JSON.parse(readFile(file));
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(`${file} is not valid JSON`);
-  }
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk) || 'keys' in jwk) {
-    throw new CliError(`${file} must hold one private JWK (not a JWK Set)`);
-  }
-  return jwk as JWK;
-}

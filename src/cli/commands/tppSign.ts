@@ -4,11 +4,11 @@
 // http://openbanking.org.uk/iat|iss|tan). Send the same bytes: `curl --data-binary @body.json`
 // (plain -d strips newlines, and the signature no longer matches).
 import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import fs from 'node:fs';
 import type { JWK } from 'jose';
 import { signDetached } from '../../crypto/detachedJws.js';
 import { cliConfig } from '../context.js';
 import { CliError } from '../index.js';
+import { readPrivateJwkFile } from '../files.js';
 
 export interface TppSignOptions {
   /** A private JWK file, e.g. certs/dev/tpp.private.jwk.json. */
@@ -22,7 +22,7 @@ export interface TppSignOptions {
 }
 
 export async function tppSign(o: TppSignOptions, stdin: NodeJS.ReadableStream = process.stdin) {
-  const jwk = readPrivateJwk(o.key);
+  const jwk = readPrivateJwkFile(o.key);
   const kid = o.kid ?? jwk.kid;
   if (!kid) throw new CliError(`${o.key} has no "kid": pass --kid`);
   const privateKey = rsaPrivateKey(jwk, o.key);
@@ -62,23 +62,3 @@ function rsaPrivateKey(jwk: JWK, file: string): KeyObject {
   }
 }
 
-function readPrivateJwk(file: string): JWK {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
-  }
-  let jwk: unknown;
-  try {
-    jwk = JSON.parse(text);
-  } catch {
-    throw new CliError(`${file} is not valid JSON`);
-  }
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk) || 'keys' in jwk) {
-    throw new CliError(`${file} must hold one private JWK (not a JWK Set)`);
-  }
-  return jwk as JWK;
-}

@@ -5,20 +5,14 @@
 // `serve`), but not the publishing or deliveries APIs. SIGTERM/SIGINT: stop claiming, finish the
 // requests in flight, record their outcomes, exit 0.
 import { loadConfig } from '../../config.js';
-import { openDatabase, type Database } from '../../db/database.js';
+import { openDatabase } from '../../db/database.js';
 import { migrateLatest, pendingMigrations } from '../../db/migrate.js';
-import { createAdminApp, type Readiness } from '../../http/adminApp.js';
+import { createAdminApp } from '../../http/adminApp.js';
 import { closeGracefully, createAdminServer, listen } from '../../http/listeners.js';
 import { createLogger } from '../../logger.js';
-import { buildServices } from '../../main.js';
-import {
-  createMetrics,
-  metricsRouter,
-  pushMetricsHooks,
-  registerCollectedGauges,
-} from '../../metrics.js';
-import { PushEngine } from '../../push/engine.js';
-import { OutboxWorker } from '../../workers/outboxWorker.js';
+import { buildServices, readiness, startDeliveryWorkers } from '../../main.js';
+import { systemClock } from '../../clock.js';
+import { createMetrics, metricsRouter, registerCollectedGauges } from '../../metrics.js';
 import { CliError } from '../index.js';
 
 export async function worker(): Promise<void> {
@@ -43,20 +37,6 @@ export async function worker(): Promise<void> {
   await services.keys.ensureActiveKey();
   await services.keys.watch(db.notifier);
 
-  const outbox = new OutboxWorker({
-    knex: db.knex,
-    publisher: services.publisher,
-    notifier: db.notifier,
-    logger,
-  });
-  const push = new PushEngine({
-    knex: db.knex,
-    notifier: db.notifier,
-    config: config.push,
-    allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
-    logger,
-    hooks: pushMetricsHooks(metrics),
-  });
   const admin = createAdminServer(
     createAdminApp({
       logger,
@@ -72,9 +52,16 @@ export async function worker(): Promise<void> {
       throw err;
     },
   );
-  await outbox.start();
-  if (config.push.concurrency > 0) await push.start();
-  else logger.warn('PUSH_CONCURRENCY=0: this worker publishes the outbox only, it pushes nothing');
+  const { outbox, push } = await startDeliveryWorkers({
+    config,
+    db,
+    services,
+    logger,
+    clock: systemClock,
+    metrics,
+  });
+  if (config.push.concurrency === 0)
+    logger.warn('PUSH_CONCURRENCY=0: this worker publishes the outbox only, it pushes nothing');
   logger.info(
     { admin: `http://${config.http.host}:${bound.port}`, database: db.kind, worker: push.worker },
     'ob-events worker running',
@@ -101,22 +88,4 @@ export async function worker(): Promise<void> {
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
-}
-
-async function readiness(db: Database): Promise<Readiness> {
-  try {
-    const pending = await pendingMigrations(db.knex);
-    return {
-      ready: pending.length === 0,
-      checks: {
-        database: { ok: true },
-        migrations:
-          pending.length === 0
-            ? { ok: true }
-            : { ok: false, detail: `pending: ${pending.join(', ')}` },
-      },
-    };
-  } catch (err) {
-    return { ready: false, checks: { database: { ok: false, detail: (err as Error).message } } };
-  }
 }
