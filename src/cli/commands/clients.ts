@@ -51,4 +51,3 @@ function view(c: Client) {
     jwks: c.jwks,
   };
 }
-

@@ -37,4 +37,3 @@ export async function tppAssertion(o: TppAssertionOptions): Promise<void> {
   }
   process.stdout.write(`${assertion}\n`);
 }
-

@@ -64,5 +64,3 @@ export async function tppPoll(o: TppPollOptions): Promise<void> {
 function line(event: VerifiedSet) {
   return { jti: event.jti, eventTypes: event.eventTypes, claims: event.claims };
 }
-
-

@@ -61,4 +61,3 @@ function rsaPrivateKey(jwk: JWK, file: string): KeyObject {
     throw new CliError(`${file}: not a usable private key (${(err as Error).message})`);
   }
 }
-
