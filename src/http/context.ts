@@ -18,3 +18,9 @@ export function requestContext(res: Response): RequestContext {
   if (!ctx) throw new Error('request context missing: interactionId middleware not mounted');
   return ctx;
 }
+
+/** Records who the caller is: every later log line of the request carries the client id. */
+export function identifyClient(ctx: RequestContext, clientId: string): void {
+  ctx.clientId = clientId;
+  ctx.log = ctx.log.child({ clientId });
+}

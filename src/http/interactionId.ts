@@ -1,6 +1,7 @@
 // x-fapi-interaction-id: echoed when the caller sends a usable one, else a new UUID; set on every
-// response (errors included) and carried by every log line of the request. Also logs one line
-// per request when it finishes.
+// response (errors included) and carried by every log line of the request (and, once the caller
+// is authenticated, its client id: see identifyClient). Also logs one line per request when it
+// finishes.
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
@@ -28,7 +29,6 @@ export function interactionId(logger: Logger): RequestHandler {
         path: req.path,
         status: res.statusCode,
         ms: Math.round(ms * 10) / 10,
-        clientId: ctx.clientId,
       };
       if (res.statusCode >= 500) ctx.log.error(line, 'request failed');
       else if (QUIET.test(req.path)) ctx.log.debug(line, 'request');

@@ -6,7 +6,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Tokens } from '../../domain/tokens.js';
 import { AppError, detail, UnauthenticatedError } from '../../errors.js';
-import { requestContext } from '../context.js';
+import { identifyClient, requestContext } from '../context.js';
 
 /** Scopes that open the event subscription API (DECISIONS.md: any one of them). */
 export const SUBSCRIPTION_SCOPES = ['accounts', 'payments', 'fundsconfirmations'] as const;
@@ -61,7 +61,7 @@ async function authenticate(deps: AccessTokenDeps, req: Request, res: Response):
     bearerToken(req),
     ctx.clientCertificate,
   );
-  ctx.clientId = caller.clientId;
+  identifyClient(ctx, caller.clientId);
   ctx.scopes = caller.scopes;
 }
 

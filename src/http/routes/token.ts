@@ -2,7 +2,7 @@
 // body with a small limit; answers are never cached (RFC 6749 §5.1).
 import express, { Router, type RequestHandler } from 'express';
 import { OAuthError } from '../../errors.js';
-import { requestContext } from '../context.js';
+import { identifyClient, requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
 
@@ -47,7 +47,7 @@ export function tokenRouter(deps: RouteDeps): Router {
         throw err;
       });
     deps.metrics?.tokensIssued.inc({ auth_method: issued.authMethod });
-    ctx.clientId = issued.clientId;
+    identifyClient(ctx, issued.clientId);
     res.status(200).json(issued.response);
   });
   router.all('/token', methodNotAllowed(['POST']));

@@ -1,0 +1,78 @@
+// Request logs: every line of a request carries its interaction id, and its client id once the
+// caller is authenticated; tokens and assertions never appear.
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { startServer, type RunningServer } from '../src/main.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { call } from './helpers/http.js';
+import { testEnv, type TestServer } from './helpers/server.js';
+import { createTestTpp, signClientAssertion, JWT_BEARER, postToken } from './helpers/tpp.js';
+
+describe('request logging', () => {
+  let db: TestDatabase;
+  let running: RunningServer;
+  let server: TestServer;
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) {
+          raw.push(l);
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        }
+        done();
+      },
+    });
+    const config = loadConfig(testEnv(db, { LOG_LEVEL: 'debug' }));
+    running = await startServer({ config, logger: pino({ level: 'debug' }, sink) });
+    server = {
+      url: `https://127.0.0.1:${running.apiPort}`,
+      adminUrl: `http://127.0.0.1:${running.adminPort}`,
+      config,
+      server: running,
+      stop: () => running.stop(),
+    };
+  });
+  afterAll(async () => {
+    await running?.stop();
+    await db?.drop();
+  });
+
+  it('when a TPP gets a token and polls, then each line of those requests has the interaction id and the client id, and no secret', async () => {
+    const tpp = await createTestTpp(server);
+    const assertion = await signClientAssertion(tpp, server);
+    const tokenRes = await postToken(server, tpp.agent, {
+      grant_type: 'client_credentials',
+      client_assertion_type: JWT_BEARER,
+      client_assertion: assertion,
+    });
+    const token = tokenRes.json<{ access_token: string }>().access_token;
+    const id = 'b1c6e5a0-7d4e-4a43-9f55-2a3cf2d1c001';
+    const res = await call(tpp.agent, `${server.url}/open-banking/v3.1/events`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        'x-fapi-interaction-id': id,
+      },
+      body: JSON.stringify({ returnImmediately: true }),
+    });
+    expect(res.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 50));
+
+    const ofPoll = lines.filter((l) => l.interactionId === id);
+    expect(ofPoll.length).toBeGreaterThan(0);
+    for (const l of ofPoll) expect(l.clientId).toBe(tpp.clientId);
+    const tokenLine = lines.find((l) => l.path === '/token' && l.msg === 'request');
+    expect(tokenLine?.clientId).toBe(tpp.clientId);
+    const all = raw.join('\n');
+    expect(all).not.toContain(token);
+    expect(all).not.toContain(assertion);
+    expect(all.toLowerCase()).not.toContain('bearer ');
+  });
+});
