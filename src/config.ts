@@ -78,6 +78,11 @@ const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'si
 /** Raw environment schema: one entry per variable, named exactly as in CONTRACT.md/README. */
 const envSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
+  NODE_ENV: z.string().optional(),
+  OB_EVENTS_MODE: z
+    .enum(['development', 'production'], { error: 'must be development or production' })
+    .optional(),
+
   DATA_DIR: nonEmpty.default('./.data'),
   DB_POOL_MAX: int(1, 200).default(10),
   MIGRATE_ON_START: bool.default(true),
@@ -149,6 +154,12 @@ const envSchema = z.object({
 export type Env = Record<string, string | undefined>;
 
 export interface Config {
+  /**
+   * `production` (OB_EVENTS_MODE=production, or NODE_ENV=production when OB_EVENTS_MODE is unset)
+   * turns development conveniences into start-up errors or refusals (see the README's Security
+   * section); `development` is the default so that `npm start` works with nothing configured.
+   */
+  mode: 'development' | 'production';
   database: { url: string | undefined; dataDir: string; poolMax: number; migrateOnStart: boolean };
   http: {
     host: string;
@@ -249,6 +260,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
 
   return {
+    mode: e.OB_EVENTS_MODE ?? (e.NODE_ENV === 'production' ? 'production' : 'development'),
     database: {
       url: e.DATABASE_URL,
       dataDir: resolve(e.DATA_DIR),

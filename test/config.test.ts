@@ -127,6 +127,27 @@ describe('loadConfig developmentDefaults', () => {
   });
 });
 
+describe('loadConfig mode', () => {
+  it('when nothing says production, then the mode is development', () => {
+    expect(loadConfig({}, CWD).mode).toBe('development');
+  });
+
+  it('when NODE_ENV=production, then the mode is production', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }, CWD).mode).toBe('production');
+  });
+
+  it('when OB_EVENTS_MODE is set, then it wins over NODE_ENV', () => {
+    expect(loadConfig({ NODE_ENV: 'production', OB_EVENTS_MODE: 'development' }, CWD).mode).toBe(
+      'development',
+    );
+    expect(loadConfig({ OB_EVENTS_MODE: 'production' }, CWD).mode).toBe('production');
+  });
+
+  it('when OB_EVENTS_MODE is neither, then loadConfig names it', () => {
+    expect(() => loadConfig({ OB_EVENTS_MODE: 'prod' }, CWD)).toThrow(/OB_EVENTS_MODE/);
+  });
+});
+
 describe('loadConfig refuses bad values', () => {
   // [env, variable named, words of the reason]
   const cases: [string, Env, string, RegExp][] = [
