@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { request, type Agent } from 'undici';
+import { DeliveriesStore } from '../src/db/stores/deliveriesStore.js';
 import { parseEventInput } from '../src/domain/eventInput.js';
 import type { Services } from '../src/main.js';
 import { closedLoop, mtlsAgent } from './lib/load.js';
@@ -54,6 +55,7 @@ export const run: Bench = async (ctx) => {
       ...(note ? { note } : {}),
     });
 
+  let drainOne = NaN;
   try {
     // --- drain rate -------------------------------------------------------------------------
     for (const pollers of [1, 4]) {
@@ -86,7 +88,22 @@ export const run: Bench = async (ctx) => {
         '>= 8000',
         `${acked} SETs acknowledged, maxEvents 100`,
       );
+      if (pollers === 1) drainOne = rate;
     }
+
+    // --- reference: the same drain as the lease-and-ack statement alone, no HTTP -------------
+    const reference = 'drain-pg-only';
+    await server.withServices(async (s) => {
+      await s.clients.register({ clientId: reference, jwks });
+      await s.db
+        .knex('event_subscriptions')
+        .insert({ subscription_id: `es_${reference}`, client_id: reference, version: '3.1' });
+    });
+    ctx.log(`publishing ${drainSets} SETs for the pg-only drain (reference)`);
+    await server.withServices((s) => publishMany(s, reference, drainSets));
+    const pgOnly = await server.withServices((s) => pgOnlyDrain(s, reference));
+    row('pg-only drain, 1 poller', pgOnly, 'SETs/s', undefined, 'reference: the poll SQL alone');
+    row('drain ÷ pg-only drain', drainOne / pgOnly, '×', '>= 0.5', 'one poller, maxEvents 100');
 
     // --- a million pending rows over a thousand clients --------------------------------------
     ctx.log(`writing ${bigRows} pending SETs over ${bigClients} clients (SQL)`);
@@ -368,4 +385,22 @@ async function metricValue(server: BenchServer, name: string): Promise<number> {
 async function heapNote(server: BenchServer): Promise<string> {
   const mb = async (name: string) => Math.round((await metricValue(server, name)) / 2 ** 20);
   return `heap used ${await mb('ob_events_nodejs_heap_size_used_bytes')} of ${await mb('ob_events_nodejs_heap_size_total_bytes')} MiB, external ${await mb('ob_events_nodejs_external_memory_bytes')} MiB`;
+}
+
+/**
+ * The reference drain: the poll statement the server runs (lease the next 100, ack the previous
+ * ones), called in a loop straight from the pool, as fast as Postgres answers it.
+ */
+async function pgOnlyDrain(s: Services, clientId: string): Promise<number> {
+  const store = DeliveriesStore.create(s.db.knex);
+  const started = performance.now();
+  let acked = 0;
+  let acks: string[] = [];
+  for (;;) {
+    const answer = await store.poll({ clientId, acks, setErrs: [], limit: 100, leaseSeconds: 60 });
+    acked += acks.length;
+    acks = answer.sets.map((x) => x.jti);
+    if (acks.length === 0) break;
+  }
+  return acked / ((performance.now() - started) / 1000);
 }

@@ -11,6 +11,7 @@ import { request, type Agent } from 'undici';
 import { signClientAssertion } from '../src/crypto/clientAssertion.js';
 import { signDetached } from '../src/crypto/detachedJws.js';
 import { closedLoop, mtlsAgent } from './lib/load.js';
+import { startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer, type BenchServer } from './lib/server.js';
 
@@ -61,6 +62,8 @@ export const run: Bench = async (ctx) => {
       },
     });
     const cpuAfter = server.cpuMs();
+    const bare = await bareRate(server, agent, token, { durationMs, warmupMs });
+    ctx.log(`reference: bare node:https server answering the same bytes`);
     const perRequest = (ms: number) => (result.count > 0 ? (ms / result.count) * 1000 : NaN);
     const mainUs = perRequest(cpuAfter.mainThread - cpuBefore.mainThread);
     const otherUs = perRequest(cpuAfter.otherThreads - cpuBefore.otherThreads);
@@ -85,6 +88,20 @@ export const run: Bench = async (ctx) => {
         note: `event loop ${Math.round(mainUs)} µs, other threads ${Math.round(otherUs)} µs`,
       },
       { bench: 'subscriptions', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
+      {
+        bench: 'subscriptions',
+        metric: 'bare node:https GET',
+        value: bare,
+        unit: '/s',
+        note: 'reference: same TLS settings, bytes, load generator and connections',
+      },
+      {
+        bench: 'subscriptions',
+        metric: 'GET rate ÷ bare rate',
+        value: result.perSecond / bare,
+        unit: '×',
+        target: '>= 0.5',
+      },
     ];
     return rows;
   } finally {
@@ -144,4 +161,39 @@ async function subscribe(server: BenchServer, agent: Agent, jwk: JWK, token: str
   });
   const text = await res.body.text();
   if (res.statusCode !== 201) throw new Error(`POST ${PATH}: ${res.statusCode} ${text}`);
+}
+
+/** The reference: the same response bytes from a bare node:https server, under the same load. */
+async function bareRate(
+  server: BenchServer,
+  agent: Agent,
+  token: string,
+  times: { durationMs: number; warmupMs: number },
+): Promise<number> {
+  const res = await request(`${server.url}${PATH}`, {
+    dispatcher: agent,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const bare = await startBareHttpsServer(server.pki, body, 'application/json');
+  const bareAgent = mtlsAgent(
+    { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+    CONCURRENCY,
+  );
+  try {
+    const result = await closedLoop({
+      concurrency: CONCURRENCY,
+      ...times,
+      request: async () => {
+        const r = await request(`${bare.url}${PATH}`, { dispatcher: bareAgent });
+        await r.body.text();
+        if (r.statusCode !== 200) throw new Error(`bare server: ${r.statusCode}`);
+        return true;
+      },
+    });
+    return result.perSecond;
+  } finally {
+    await bareAgent.close();
+    await bare.stop();
+  }
 }

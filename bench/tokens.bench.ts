@@ -14,8 +14,9 @@ import fs from 'node:fs';
 import type { JWK } from 'jose';
 import { request, type Dispatcher } from 'undici';
 import { closedLoop, machineCpu, mtlsAgent, type LoadResult } from './lib/load.js';
+import { rawPs256PerSecond, startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
-import { startBenchServer, type BenchServer } from './lib/server.js';
+import { startBenchServer } from './lib/server.js';
 
 const CLIENT_ID = 'bench-tpp';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -26,6 +27,9 @@ const MAX_RATE = 4_000;
 export const run: Bench = async (ctx) => {
   const durationMs = ctx.quick ? 2_000 : 10_000;
   const warmupMs = ctx.quick ? 500 : 2_000;
+  // Reference: one core signing PS256 with nothing else to do, measured before the load starts.
+  ctx.log('raw PS256 signing on one core (reference)');
+  const rawPs256 = rawPs256PerSecond(ctx.quick ? 1_000 : 3_000);
   const server = await startBenchServer(ctx, {
     // Knobs for profiling runs: BENCH_NODE_ARGS="--cpu-prof ...", BENCH_UV_THREADPOOL_SIZE=2.
     ...(process.env.BENCH_NODE_ARGS ? { nodeArgs: process.env.BENCH_NODE_ARGS.split(' ') } : {}),
@@ -77,7 +81,35 @@ export const run: Bench = async (ctx) => {
         return true;
       },
     );
+    // Reference: a bare node:https server, same TLS settings, answering the same bytes, loaded
+    // by the same generator with the same connection count.
+    const discovery = await request(`${server.url}/.well-known/openid-configuration`, {
+      dispatcher: agent,
+    });
+    const discoveryBody = Buffer.from(await discovery.body.arrayBuffer());
+    const bareServer = await startBareHttpsServer(server.pki, discoveryBody, 'application/json');
+    const bareAgent = mtlsAgent(
+      { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+      CONCURRENCY,
+    );
+    let bare: Measured;
+    try {
+      ctx.log(`GET fixed bytes from a bare node:https server (reference): ${CONCURRENCY} workers`);
+      bare = await measured(
+        bareServer,
+        { durationMs: durationMs / 2, warmupMs: warmupMs / 2 },
+        async () => {
+          await expect200(request(`${bareServer.url}/`, { dispatcher: bareAgent }));
+          return true;
+        },
+      );
+    } finally {
+      await bareAgent.close();
+      await bareServer.stop();
+    }
     if (tokens.load.firstError) ctx.log(`first error: ${tokens.load.firstError}`);
+    const baselineUs = baseline.mainUs + baseline.otherUs;
+    const bareUs = bare.mainUs + bare.otherUs;
 
     const rows: BenchRow[] = [
       {
@@ -125,6 +157,35 @@ export const run: Bench = async (ctx) => {
         unit: '/s',
         note: `same middleware, no token work: server CPU ${Math.round(baseline.mainUs + baseline.otherUs)} µs/request`,
       },
+      {
+        bench: 'tokens',
+        metric: 'raw PS256 signing, one core',
+        value: rawPs256,
+        unit: '/s',
+        note: 'reference: node:crypto, RSA 2048, this thread',
+      },
+      {
+        bench: 'tokens',
+        metric: 'tokens/s ÷ raw PS256/s',
+        value: tokens.load.perSecond / rawPs256,
+        unit: '×',
+        target: '>= 0.8',
+      },
+      {
+        bench: 'tokens',
+        metric: 'bare node:https GET',
+        value: bare.load.perSecond,
+        unit: '/s',
+        note: `reference: same TLS settings and bytes, server CPU ${Math.round(bareUs)} µs/request`,
+      },
+      {
+        bench: 'tokens',
+        metric: 'discovery CPU ÷ bare CPU',
+        value: baselineUs / bareUs,
+        unit: '×',
+        target: '<= 1.5',
+        note: 'server CPU per request, discovery GET vs the bare server',
+      },
       { bench: 'tokens', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
     ];
     return rows;
@@ -155,14 +216,20 @@ function loadGeneratorCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
+/** What `measured` reads CPU from: ob-events or the bare reference server. */
+interface Measurable {
+  cpuMs(): { mainThread: number; otherThreads: number };
+  postgresCpuMs?: () => number;
+}
+
 async function measured(
-  server: BenchServer,
+  server: Measurable,
   times: { durationMs: number; warmupMs: number },
   request: () => Promise<boolean>,
 ): Promise<Measured> {
   let cpuBefore = server.cpuMs();
   let machineBefore = machineCpu();
-  let pgBefore = server.postgresCpuMs();
+  let pgBefore = server.postgresCpuMs?.() ?? 0;
   let ownBefore = loadGeneratorCpuMs();
   const load = await closedLoop({
     concurrency: CONCURRENCY,
@@ -170,14 +237,14 @@ async function measured(
     onMeasureStart: () => {
       cpuBefore = server.cpuMs();
       machineBefore = machineCpu();
-      pgBefore = server.postgresCpuMs();
+      pgBefore = server.postgresCpuMs?.() ?? 0;
       ownBefore = loadGeneratorCpuMs();
     },
     request,
   });
   const cpuAfter = server.cpuMs();
   const machineAfter = machineCpu();
-  const pgMs = server.postgresCpuMs() - pgBefore;
+  const pgMs = (server.postgresCpuMs?.() ?? 0) - pgBefore;
   const ownMs = loadGeneratorCpuMs() - ownBefore;
   const per = (ms: number) => (load.count > 0 ? (ms / load.count) * 1000 : NaN);
   const mainMs = cpuAfter.mainThread - cpuBefore.mainThread;

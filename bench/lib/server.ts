@@ -125,7 +125,7 @@ export async function startBenchServer(
       env,
       pki,
       rssMb: () => rssMb(pid),
-      cpuMs: () => cpuMs(pid),
+      cpuMs: () => processCpuMs(pid),
       postgresCpuMs: () => (database.name ? postgresCpuMs(database.name) : 0),
       withServices: (fn) => withServices(env, fn),
       stderr: () => stderr,
@@ -216,7 +216,7 @@ function rssMb(pid: number): number {
 }
 
 // /proc/<pid>/task/<tid>/stat fields 14 and 15 (utime, stime) are in clock ticks (USER_HZ = 100).
-function cpuMs(pid: number): { mainThread: number; otherThreads: number } {
+export function processCpuMs(pid: number): { mainThread: number; otherThreads: number } {
   let mainThread = 0;
   let otherThreads = 0;
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {

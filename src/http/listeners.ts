@@ -19,6 +19,13 @@ const CIPHERS = [
   'DHE-RSA-AES256-GCM-SHA384',
 ].join(':');
 
+/** The API listener's TLS settings beyond its files (the benchmarks' bare reference uses them too). */
+export const API_TLS_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  ciphers: CIPHERS,
+  honorCipherOrder: true,
+} as const;
+
 export interface ApiTlsFiles {
   certFile: string;
   keyFile: string;
@@ -35,9 +42,7 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
       ca: fs.readFileSync(tls.clientCaFile),
       requestCert: true,
       rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
-      minVersion: 'TLSv1.2',
-      ciphers: CIPHERS,
-      honorCipherOrder: true,
+      ...API_TLS_OPTIONS,
     },
     app,
   );
