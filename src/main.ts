@@ -16,6 +16,7 @@ import { Clients } from './domain/clients.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
+import { Operations } from './domain/operations.js';
 import { Polling } from './domain/polling.js';
 import { Publisher } from './domain/publishing.js';
 import { RequestSignatures } from './domain/requestSignatures.js';
@@ -53,6 +54,7 @@ export interface Services {
   subscriptions: Subscriptions;
   requestSignatures: RequestSignatures;
   responseSigner: ResponseSigner;
+  operations: Operations;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -96,7 +98,9 @@ export function buildServices(
   });
   const longPolls = new LongPollHub(config.polling.longPollMaxPerClient);
   const polling = new Polling({
-    deliveries: DeliveriesStore.create(db.knex),
+    deliveries: DeliveriesStore.create(db.knex, {
+      maxPerSet: config.operations.historyMaxPerSet,
+    }),
     hub: longPolls,
     config: config.polling,
     onPolled: metrics
@@ -126,9 +130,10 @@ export function buildServices(
     tan: config.subscriptions.trustAnchor,
     clock,
   });
+  const operations = new Operations({ knex: db.knex, keys, config: config.operations });
   return {
     ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
-    ...{ subscriptions, requestSignatures, responseSigner },
+    ...{ subscriptions, requestSignatures, responseSigner, operations },
   };
 }
 
