@@ -81,7 +81,7 @@ candidates AS (
    WHERE d.jti = c.jti
   RETURNING d.jti, d.leased_until
 ), handouts AS (
-  -- Delivery history (operators): a row per hand-out, the first :historyMaxPerSet of a SET.
+  -- Delivery history (operators): a row per hand-out, the first HISTORY_MAX_PER_SET of a SET.
   INSERT INTO poll_handouts (jti, client_id, lease_until, replica)
   SELECT l.jti, :clientId, l.leased_until, :replica
     FROM leased l

@@ -8,6 +8,7 @@ import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { adminOperationsRouter } from '../admin/operationsRoute.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -56,6 +57,11 @@ export function adminRouters(deps: RouteDeps): Router[] {
     }),
     adminDeliveriesRouter({
       knex: deps.services.db.knex,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+    }),
+    adminOperationsRouter({
+      operations: deps.services.operations,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
     }),
