@@ -9,6 +9,7 @@ import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
 import { adminOperationsRouter } from '../admin/operationsRoute.js';
+import { consoleRouter } from '../console/consoleRouter.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -64,6 +65,13 @@ export function adminRouters(deps: RouteDeps): Router[] {
       operations: deps.services.operations,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+    }),
+    consoleRouter({
+      operations: deps.services.operations,
+      auth: deps.services.operatorAuth,
+      clock: deps.clock,
+      logger: deps.logger,
+      secureCookies: deps.config.mode === 'production',
     }),
   ];
 }
