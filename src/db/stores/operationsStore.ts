@@ -423,14 +423,17 @@ export class OperationsStore {
     }>(
       `SELECT c.client_id, c.name, c.status, s.client_id IS NOT NULL AS subscribed, s.callback_url,
               s.version, s.event_types,
-              p.backlog, p.oldest_jti, p.push_due, p.push_failed,
+              p.backlog, p.push_due, p.push_failed,
+              (SELECT d.jti::text FROM event_deliveries d
+                WHERE d.client_id = c.client_id AND d.state = 'pending'
+                ORDER BY d.jti LIMIT 1) AS oldest_jti,
               (SELECT max(h.handed_out_at) FROM poll_handouts h WHERE h.client_id = c.client_id) AS last_handout_at,
               b.open_until, b.trips, b.last_error
          FROM clients c
          LEFT JOIN event_subscriptions s ON s.client_id = c.client_id
          LEFT JOIN push_breakers b ON b.client_id = c.client_id
          CROSS JOIN LATERAL (
-           SELECT count(*)::int AS backlog, min(d.jti)::text AS oldest_jti,
+           SELECT count(*)::int AS backlog,
                   count(*) FILTER (WHERE d.push_state = 'due')::int AS push_due,
                   count(*) FILTER (WHERE d.push_state = 'failed')::int AS push_failed
              FROM event_deliveries d

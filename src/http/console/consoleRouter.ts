@@ -168,7 +168,6 @@ export function consoleRouter(deps: ConsoleDeps): Router {
     res.redirect(303, '/console/login');
   });
 
-  router.get('/console', (_req, res) => res.redirect(303, '/console/'));
   router.get('/console/', async (req, res) => {
     html(res, pages.clientsPage(ctx(req, res), await ops.clientsOverview()));
   });
