@@ -207,6 +207,52 @@ describe('operator console', () => {
     });
   });
 
+  describe('pages', () => {
+    it('when an operator searches by jti, subject or time, then the matching SETs are listed', async () => {
+      const jar = new Jar();
+      await login(jar);
+      const get = async (url: string) =>
+        (await fetch(`${server.adminUrl}${url}`, { headers: { cookie: jar.header() } })).text();
+      const [jti] = acked as [string];
+      const { subject_id: subject } = (await db.knex('events').where({ jti }).first()) as {
+        subject_id: string;
+      };
+      expect(await get(`/console/search?jti=${jti}`)).toContain(`/console/sets/${jti}`);
+      const bySubject = await get(`/console/search?subject=${encodeURIComponent(subject)}`);
+      expect(bySubject).toContain(jti);
+      expect(bySubject).not.toContain(acked[1]!);
+      const from = since.toISOString().slice(0, 19);
+      const byTime = await get(`/console/search?client=${pushClient}&from=${from}`);
+      for (const j of acked) expect(byTime).toContain(j);
+      const bad = await fetch(`${server.adminUrl}/console/search?from=yesterday`, {
+        headers: { cookie: jar.header() },
+      });
+      expect(bad.status).toBe(400);
+    });
+
+    it('when an operator rotates the signing key from the console, then a new key is active and the rotation is audited', async () => {
+      const jar = new Jar();
+      await login(jar);
+      const page = await (
+        await fetch(`${server.adminUrl}/console/keys`, { headers: { cookie: jar.header() } })
+      ).text();
+      const before = (await server.server.services.keys.list()).find((k) => k.status === 'active');
+      const res = await fetch(`${server.adminUrl}/console/keys/rotate`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: jar.header() },
+        body: `_csrf=${encodeURIComponent(hiddenCsrf(page))}`,
+      });
+      expect(res.status).toBe(303);
+      const after = (await server.server.services.keys.list()).find((k) => k.status === 'active');
+      expect(after!.kid).not.toBe(before!.kid);
+      const audit = await db.knex('operator_audit').where({ action: 'keys_rotate' });
+      expect(audit.map((a: { actor: string; via: string }) => [a.actor, a.via])).toEqual([
+        ['carol', 'console'],
+      ]);
+    });
+  });
+
   describe.skipIf(!fs.existsSync(CHROMIUM))('in Chromium [needs /usr/bin/chromium]', () => {
     let context: BrowserContext;
     let page: Page;
