@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { createSigningKeyPair } from '../src/crypto/devPki.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { registerClient, subscribe } from './helpers/fixtures.js';
@@ -349,6 +350,33 @@ describe('operator console', () => {
       expect(audit).toContain('carol');
       await shot('console-audit');
     });
+  });
+});
+
+describe('operator credential configuration', () => {
+  it('when both OPERATOR_PASSWORD and OPERATOR_PASSWORD_FILE are set, or the password is short, then the config is refused naming the variable', () => {
+    expect(() =>
+      loadConfig({ OPERATOR_PASSWORD: 'x'.repeat(12), OPERATOR_PASSWORD_FILE: '/tmp/p' }),
+    ).toThrow(/OPERATOR_PASSWORD_FILE/);
+    expect(() => loadConfig({ OPERATOR_PASSWORD: 'short' })).toThrow(/OPERATOR_PASSWORD/);
+  });
+
+  it('when OPERATOR_PASSWORD_FILE is set, then its first line is the credential', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ob-events-operator-'));
+    const file = path.join(dir, 'password');
+    fs.writeFileSync(file, 'from-a-mounted-secret\n');
+    const db = await createTestDatabase();
+    const server = await startTestServer(db, { env: { OPERATOR_PASSWORD_FILE: file } });
+    try {
+      const auth = server.server.services.operatorAuth;
+      expect(auth.enabled).toBe(true);
+      expect(await auth.login('dave', 'wrong-password-123')).toBeUndefined();
+      expect(await auth.login('dave', 'from-a-mounted-secret')).toBeDefined();
+    } finally {
+      await server.stop();
+      await db.drop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
