@@ -149,6 +149,11 @@ const envSchema = z.object({
 
   LOG_LEVEL: logLevel.default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
+
+  HISTORY_MAX_PER_SET: int(1, 10_000).default(50),
+  REPLAY_MAX_SETS: int(1, 1_000_000).default(10_000),
+  OPERATOR_PASSWORD: z.string().min(12, { error: 'must be at least 12 characters' }).optional(),
+  OPERATOR_PASSWORD_FILE: nonEmpty.optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -222,6 +227,17 @@ export interface Config {
     breakerOpenSeconds: number;
   };
   log: { level: z.infer<typeof logLevel>; format: 'json' | 'pretty' };
+  /** Operating it: delivery history, replay, the operator console (README "Operations"). */
+  operations: {
+    /** Most push attempts kept after a replay, and poll hand-outs recorded, per SET. */
+    historyMaxPerSet: number;
+    /** Most SETs one "replay since T" makes pending again (run it again for the rest). */
+    replayMaxSets: number;
+    /** The console's operator credential; unset (and no file): the console is off. */
+    operatorPassword: string | undefined;
+    /** A file holding the credential (read when the console starts), instead of the variable. */
+    operatorPasswordFile: string | undefined;
+  };
   /** Which settings fell back to development defaults (reported loudly at start-up). */
   developmentDefaults: string[];
 }
@@ -328,6 +344,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       level: e.LOG_LEVEL,
       format: e.LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json'),
     },
+    operations: {
+      historyMaxPerSet: e.HISTORY_MAX_PER_SET,
+      replayMaxSets: e.REPLAY_MAX_SETS,
+      operatorPassword: e.OPERATOR_PASSWORD,
+      operatorPasswordFile: e.OPERATOR_PASSWORD_FILE
+        ? resolve(e.OPERATOR_PASSWORD_FILE)
+        : undefined,
+    },
     developmentDefaults,
   };
 }
@@ -362,6 +386,12 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
     throw new ConfigError(
       e.PUSH_CLIENT_CERT_FILE === undefined ? 'PUSH_CLIENT_CERT_FILE' : 'PUSH_CLIENT_KEY_FILE',
       'PUSH_CLIENT_CERT_FILE and PUSH_CLIENT_KEY_FILE must be set together',
+    );
+  }
+  if (e.OPERATOR_PASSWORD !== undefined && e.OPERATOR_PASSWORD_FILE !== undefined) {
+    throw new ConfigError(
+      'OPERATOR_PASSWORD_FILE',
+      'set OPERATOR_PASSWORD or OPERATOR_PASSWORD_FILE, not both',
     );
   }
   if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {

@@ -1,6 +1,7 @@
 // The one place that wires dependencies: database, keys, services, listeners and workers.
 // startServer() returns the bound addresses and a stop() that shuts down in order; tests call it
 // with port 0 and their own config, so two servers can run side by side.
+import fs from 'node:fs';
 import type http from 'node:http';
 import type https from 'node:https';
 import { systemClock, type Clock } from './clock.js';
@@ -16,6 +17,9 @@ import { Clients } from './domain/clients.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
+import { OperatorAuth } from './domain/operatorAuth.js';
+import { Operations } from './domain/operations.js';
+import { OperatorSessionsStore } from './db/stores/operatorSessionsStore.js';
 import { Polling } from './domain/polling.js';
 import { Publisher } from './domain/publishing.js';
 import { RequestSignatures } from './domain/requestSignatures.js';
@@ -53,6 +57,8 @@ export interface Services {
   subscriptions: Subscriptions;
   requestSignatures: RequestSignatures;
   responseSigner: ResponseSigner;
+  operations: Operations;
+  operatorAuth: OperatorAuth;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -96,7 +102,9 @@ export function buildServices(
   });
   const longPolls = new LongPollHub(config.polling.longPollMaxPerClient);
   const polling = new Polling({
-    deliveries: DeliveriesStore.create(db.knex),
+    deliveries: DeliveriesStore.create(db.knex, {
+      maxPerSet: config.operations.historyMaxPerSet,
+    }),
     hub: longPolls,
     config: config.polling,
     onPolled: metrics
@@ -126,10 +134,27 @@ export function buildServices(
     tan: config.subscriptions.trustAnchor,
     clock,
   });
+  const operations = new Operations({ knex: db.knex, keys, config: config.operations });
+  const operatorAuth = new OperatorAuth({
+    store: OperatorSessionsStore.create(db.knex),
+    clock,
+    credential: () => operatorCredential(config.operations),
+  });
   return {
     ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
-    ...{ subscriptions, requestSignatures, responseSigner },
+    ...{ subscriptions, requestSignatures, responseSigner, operations, operatorAuth },
   };
+}
+
+/** OPERATOR_PASSWORD, or the first line of OPERATOR_PASSWORD_FILE (read when the console starts). */
+function operatorCredential(config: Config['operations']): string | undefined {
+  if (config.operatorPassword) return config.operatorPassword;
+  if (!config.operatorPasswordFile) return undefined;
+  const value = fs.readFileSync(config.operatorPasswordFile, 'utf8').split(/\r?\n/)[0]!.trim();
+  if (value.length < 12) {
+    throw new Error(`OPERATOR_PASSWORD_FILE: the credential must be at least 12 characters`);
+  }
+  return value;
 }
 
 function lazySetSigner(workers: number): SetSigner {
@@ -194,6 +219,9 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     await services.subscriptions.watch(db.notifier);
     await services.longPolls.start(db.notifier);
 
+    // Reads OPERATOR_PASSWORD_FILE now, so a bad file stops the start rather than the console.
+    if (services.operatorAuth.enabled)
+      logger.info('operator console on the admin listener at /console');
     const routeDeps = { config, services, logger, clock, metrics };
     const apiApp = createApiApp({
       logger,

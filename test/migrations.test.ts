@@ -29,6 +29,9 @@ const TABLES = [
   'event_outbox',
   'push_attempts',
   'push_breakers',
+  'poll_handouts',
+  'operator_audit',
+  'operator_sessions',
 ];
 
 const NAMED_INDEXES: Record<string, string> = {
@@ -152,6 +155,24 @@ async function insertOneOfEach(knex: Knex): Promise<void> {
   });
   await knex('event_outbox').insert({
     event: JSON.stringify({ clientId: 'tpp-1', type: 'UK.OBIE.Resource.Update' }),
+  });
+  await knex('poll_handouts').insert({
+    jti,
+    client_id: 'tpp-1',
+    lease_until: new Date(Date.now() + 30_000),
+    replica: 'test:1',
+  });
+  await knex('operator_audit').insert({ actor: 'alice', via: 'cli', action: 'replay', jti });
+  await knex('operator_sessions').insert({
+    token_hash: 'a'.repeat(64),
+    operator: 'alice',
+    csrf_token: 'b'.repeat(43),
+    expires_at: new Date(Date.now() + 3_600_000),
+  });
+  await knex('event_deliveries').where({ jti }).update({
+    state: 'discarded',
+    resolved_at: new Date(),
+    resolution: 'purged',
   });
 }
 

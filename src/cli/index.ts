@@ -172,6 +172,67 @@ export function buildProgram(): Command {
     .argument('<jti>', 'the SET')
     .action(async (jti: string) => (await import('./commands/deliveries.js')).deliveriesRetry(jti));
 
+  deliveries
+    .command('history')
+    .description(
+      "a SET's push attempts and poll hand-outs (--jti), or a TPP's SETs with theirs (--client), newest first",
+    )
+    .option('--jti <jti>', 'one SET')
+    .option('--client <id>', 'one TPP (client id)')
+    .option('--client-id <id>', 'the same as --client')
+    .option('--since <time>', 'with --client: SETs created at or after (ISO 8601, no zone: UTC)')
+    .option('--before <jti>', 'with --client: the page after this jti')
+    .option('--limit <n>', 'with --client: at most this many SETs', '100')
+    .action(async (o) => (await import('./commands/operations.js')).deliveriesHistory(o));
+  deliveries
+    .command('replay')
+    .description(
+      "deliver a SET again (same jti, same bytes), or a TPP's SETs since T (--client --since); audited",
+    )
+    .argument('[jti]', 'the SET')
+    .option('--client <id>', 'every SET of this TPP created since --since')
+    .option('--client-id <id>', 'the same as --client')
+    .option('--since <time>', 'ISO 8601 time (no zone: UTC)')
+    .option('--limit <n>', 'at most this many SETs (default and maximum: REPLAY_MAX_SETS)')
+    .action(async (jti: string | undefined, o) =>
+      (await import('./commands/operations.js')).deliveriesReplay(jti, o),
+    );
+
+  const deadLetters = program
+    .command('dead-letters')
+    .description('SETs whose push gave up or that the TPP rejected');
+  deadLetters
+    .command('list')
+    .description('dead letters (JSON array, creation order)')
+    .option('--client <id>', 'only this TPP')
+    .option('--client-id <id>', 'the same as --client')
+    .option('--after <jti>', 'the page after this jti')
+    .option('--limit <n>', 'at most this many', '100')
+    .action(async (o) => (await import('./commands/operations.js')).deadLettersList(o));
+  deadLetters
+    .command('retry')
+    .description('deliver a dead letter again (push due now, pollable); audited')
+    .argument('<jti>', 'the SET')
+    .action(async (jti: string) =>
+      (await import('./commands/operations.js')).deadLettersRetry(jti),
+    );
+  deadLetters
+    .command('purge')
+    .description('take a dead letter out of delivery for good; audited')
+    .argument('<jti>', 'the SET')
+    .action(async (jti: string) =>
+      (await import('./commands/operations.js')).deadLettersPurge(jti),
+    );
+
+  program
+    .command('audit')
+    .description('what operators did (replays, dead letters, key rotations, console log-ins)')
+    .command('list')
+    .description('newest first (JSON array)')
+    .option('--client <id>', 'only actions on this TPP')
+    .option('--limit <n>', 'at most this many', '100')
+    .action(async (o) => (await import('./commands/operations.js')).auditList(o));
+
   const keys = program.command('keys').description("the server's signing keys");
   keys
     .command('list')

@@ -1,4 +1,5 @@
-// `ob-events keys list|rotate`.
+// `ob-events keys list|rotate`. A rotation is audited (actor: the OS user).
+import os from 'node:os';
 import { printJson, withServices } from '../context.js';
 
 export async function keysList(): Promise<void> {
@@ -9,5 +10,7 @@ export async function keysList(): Promise<void> {
 }
 
 export async function keysRotate(): Promise<void> {
-  await withServices(async ({ keys }) => printJson(await keys.rotate()));
+  await withServices(async ({ operations }) =>
+    printJson(await operations.rotateKeys({ via: 'cli', name: os.userInfo().username })),
+  );
 }

@@ -1,7 +1,8 @@
 // Delivery state of SETs (event_deliveries) for aggregated polling. The hot statement is raw SQL
 // with named bindings: one round trip applies the acks and negative acks, picks the next pending
 // SETs of the client in creation order (jti is a UUIDv7) that nobody holds, leases them, and
-// returns their stored bytes.
+// returns their stored bytes (and records the hand-outs, the poll side of the delivery history).
+import os from 'node:os';
 import type { Knex } from 'knex';
 
 export const EVENT_DELIVERIES = 'event_deliveries';
@@ -78,7 +79,13 @@ candidates AS (
      SET leased_until = now() + make_interval(secs => :leaseSeconds), poll_count = d.poll_count + 1
     FROM (SELECT jti FROM candidates ORDER BY jti LIMIT :limit) c
    WHERE d.jti = c.jti
-  RETURNING d.jti
+  RETURNING d.jti, d.leased_until
+), handouts AS (
+  -- Delivery history (operators): a row per hand-out, the first HISTORY_MAX_PER_SET of a SET.
+  INSERT INTO poll_handouts (jti, client_id, lease_until, replica)
+  SELECT l.jti, :clientId, l.leased_until, :replica
+    FROM leased l
+   WHERE (SELECT count(*) FROM poll_handouts h WHERE h.jti = l.jti) < :historyMaxPerSet
 )
 SELECT (SELECT count(*) FROM candidates) AS candidates,
        ${RESOLVED_COUNT(withAcks, withErrs)} AS resolved,
@@ -109,15 +116,31 @@ interface PollRow {
   set_jws: string | null;
 }
 
-export class DeliveriesStore {
-  private constructor(private readonly knex: Knex) {}
+/** Poll hand-outs recorded in poll_handouts (the delivery history). */
+export interface HandoutHistory {
+  /** Names this server in the rows (host:pid). */
+  replica: string;
+  /** At most this many hand-outs are recorded per SET (HISTORY_MAX_PER_SET). */
+  maxPerSet: number;
+}
 
-  static create(knex: Knex): DeliveriesStore {
-    return new DeliveriesStore(knex);
+const DEFAULT_HISTORY: HandoutHistory = {
+  replica: `${os.hostname().slice(0, 150)}:${process.pid}`,
+  maxPerSet: 50,
+};
+
+export class DeliveriesStore {
+  private constructor(
+    private readonly knex: Knex,
+    private readonly history: HandoutHistory,
+  ) {}
+
+  static create(knex: Knex, history: Partial<HandoutHistory> = {}): DeliveriesStore {
+    return new DeliveriesStore(knex, { ...DEFAULT_HISTORY, ...history });
   }
 
   in(trx: Knex.Transaction): DeliveriesStore {
-    return new DeliveriesStore(trx);
+    return new DeliveriesStore(trx, this.history);
   }
 
   async poll(req: PollRequest): Promise<PollResult & { resolved: number }> {
@@ -132,6 +155,8 @@ export class DeliveriesStore {
       limit: req.limit,
       limitPlusOne: req.limit + 1,
       leaseSeconds: req.leaseSeconds,
+      replica: this.history.replica,
+      historyMaxPerSet: this.history.maxPerSet,
     });
     const sets: PollResult['sets'] = [];
     for (const r of rows)

@@ -8,6 +8,8 @@ import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { adminOperationsRouter } from '../admin/operationsRoute.js';
+import { consoleRouter } from '../console/consoleRouter.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -58,6 +60,18 @@ export function adminRouters(deps: RouteDeps): Router[] {
       knex: deps.services.db.knex,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+    }),
+    adminOperationsRouter({
+      operations: deps.services.operations,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+    }),
+    consoleRouter({
+      operations: deps.services.operations,
+      auth: deps.services.operatorAuth,
+      clock: deps.clock,
+      logger: deps.logger,
+      secureCookies: deps.config.mode === 'production',
     }),
   ];
 }
