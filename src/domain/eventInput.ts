@@ -234,9 +234,9 @@ function toEventInput(wire: Wire, type: EventTypeCode): EventInput {
     type,
     subject: { id: wire.subject.id, type: wire.subject.type, links },
     sub: wire.sub ?? links[0]!.link,
-    subGiven: wire.sub !== undefined,
     withResourceUpdate: wire.withResourceUpdate ?? false,
   };
+  if (wire.sub !== undefined) event.subGiven = true;
   if (wire.txn !== undefined) event.txn = wire.txn;
   if (wire.toe !== undefined) event.toe = wire.toe;
   if (wire.reason !== undefined) event.reason = wire.reason;
