@@ -5,6 +5,7 @@ import * as initial from './20261123000001_initial.js';
 import * as outbox from './20261123000002_outbox.js';
 import * as push from './20261123000003_push.js';
 import * as operations from './20261201151000_operations.js';
+import * as subscriptionApiVersion from './20261201130000_subscription_api_version.js';
 
 export interface Migration {
   name: string;
@@ -12,4 +13,10 @@ export interface Migration {
   down(knex: Knex): Promise<void>;
 }
 
-export const migrations: readonly Migration[] = [initial, outbox, push, operations];
+export const migrations: readonly Migration[] = [
+  initial,
+  outbox,
+  push,
+  subscriptionApiVersion,
+  operations,
+];

@@ -1,6 +1,7 @@
 // `npm run demo`: ob-events end to end on this machine, in well under a minute, leaving nothing
-// behind. A bank server on the embedded database, two TPPs using the SDK (ob-events/tpp): one
-// receives its events by push to a local HTTPS receiver, the other by polling. Every event type is
+// behind. A bank server on the embedded database serving OBIE v4.0 and v3.1, two TPPs using the
+// SDK (ob-events/tpp): one on v4.0 receives its events by push to a local HTTPS receiver, the
+// other on v3.1 by polling. Every event type is
 // published through the admin API; the demo exits 0 only when every published event arrived and
 // verified.
 import { randomBytes } from 'node:crypto';
@@ -48,7 +49,7 @@ async function main(): Promise<boolean> {
   ];
   try {
     say(
-      'ob-events demo: a bank server, two TPPs using the SDK, every event type, by push and by polling\n',
+      'ob-events demo: a bank server, two TPPs using the SDK (one on OBIE v4.0, one on v3.1), every event type, by push and by polling\n',
     );
 
     const pki = await writeDevPki(path.join(tmp, 'pki'));
@@ -102,18 +103,36 @@ async function main(): Promise<boolean> {
     });
     stepDone(
       `Registered two TPPs (what \`ob-events clients add\` does), each with its certificate and signing key`,
-      [`${DEMO_TPP.clientId}: will receive by push`, `${POLLING_TPP}: will receive by polling`],
+      [
+        `${DEMO_TPP.clientId}: OBIE v4.0, will receive by push`,
+        `${POLLING_TPP}: OBIE v3.1, will receive by polling`,
+      ],
     );
 
-    const sdk = (clientId: string, cert: string, key: string, signingKey: object): TppClient =>
-      createTppClient({ issuerUrl: issuer, clientId, cert, key, ca: ca.certPem, signingKey });
+    const sdk = (
+      apiVersion: 'v4.0' | 'v3.1',
+      clientId: string,
+      cert: string,
+      key: string,
+      signingKey: object,
+    ): TppClient =>
+      createTppClient({
+        apiVersion,
+        issuerUrl: issuer,
+        clientId,
+        cert,
+        key,
+        ca: ca.certPem,
+        signingKey,
+      });
     const pushTpp = sdk(
+      'v4.0',
       DEMO_TPP.clientId,
       read(pki.tppCert),
       read(pki.tppKey),
       JSON.parse(read(pki.tppPrivateJwk)),
     );
-    const pollTpp = sdk(POLLING_TPP, second.certPem, second.keyPem, secondKey.privateJwk);
+    const pollTpp = sdk('v3.1', POLLING_TPP, second.certPem, second.keyPem, secondKey.privateJwk);
     cleanup.unshift(
       () => pushTpp.close(),
       () => pollTpp.close(),
@@ -141,13 +160,13 @@ async function main(): Promise<boolean> {
     const receiver = https.createServer(
       { cert: receiverCert.certPem, key: receiverCert.keyPem },
       (req, res) => {
-        if (req.url === '/open-banking/v3.1/event-notifications') void handler(req, res);
+        if (req.url === '/open-banking/v4.0/event-notifications') void handler(req, res);
         else res.writeHead(404).end();
       },
     );
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     cleanup.unshift(() => new Promise((resolve) => receiver.close(resolve)));
-    const callbackUrl = `https://localhost:${(receiver.address() as net.AddressInfo).port}/open-banking/v3.1/event-notifications`;
+    const callbackUrl = `https://localhost:${(receiver.address() as net.AddressInfo).port}/open-banking/v4.0/event-notifications`;
     stepDone(`${DEMO_TPP.clientId} runs its push receiver (the SDK's pushHandler)`, [callbackUrl]);
 
     const pushSubscription = await pushTpp.subscribe({ callbackUrl });
@@ -155,8 +174,8 @@ async function main(): Promise<boolean> {
     stepDone(
       'Both TPPs subscribed with the SDK (token by private_key_jwt over mTLS, signed request bodies)',
       [
-        `${DEMO_TPP.clientId}: ${pushSubscription.id}, CallbackUrl set, all event types`,
-        `${POLLING_TPP}: ${pollSubscription.id}, polling only, all event types`,
+        `${DEMO_TPP.clientId}: ${pushSubscription.id} through /open-banking/v4.0 (Version ${pushSubscription.version}), CallbackUrl set, all event types`,
+        `${POLLING_TPP}: ${pollSubscription.id} through /open-banking/v3.1 (Version ${pollSubscription.version}), polling only, all event types`,
       ],
     );
 
@@ -298,7 +317,11 @@ function eventOf(clientId: string, type: (typeof EVENT_TYPES)[number], i: number
     subject: {
       id,
       type: rty,
-      links: [{ version: 'v3.1', link: `${issuer}/open-banking/v3.1/${resource}/${id}` }],
+      // One link per served version: each subscriber's SET `sub` is the link of its version.
+      links: ['v3.1', 'v4.0'].map((version) => ({
+        version,
+        link: `${issuer}/open-banking/${version}/${resource}/${id}`,
+      })),
     },
     ...(reason ? { reason } : {}),
   };

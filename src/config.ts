@@ -5,6 +5,13 @@ import os from 'node:os';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import {
+  EVENT_TYPES,
+  extensionProblem,
+  toEventTypeCode,
+  type ExtensionEventType,
+  type StandardEventType,
+} from './domain/eventTypes.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
@@ -60,6 +67,27 @@ const cidrList = z
   .refine((list) => list.every(isAddressOrCidr), {
     error: 'must be a comma-separated list of IP addresses or CIDR ranges',
   });
+
+// SUPPORTED_EVENT_TYPES / EXTENSION_EVENT_TYPES: comma-separated event types (src/domain/eventTypes.ts).
+const commaList = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
+
+const supportedEventTypes = commaList
+  .refine((list) => list.length > 0 && list.every((t) => toEventTypeCode(t) !== undefined), {
+    error: `must be a comma-separated list of OBIE event types (${EVENT_TYPES.join(', ')}, or their URNs)`,
+  })
+  .transform((list) => [...new Set(list.map((t) => toEventTypeCode(t)!))]);
+
+const extensionEventTypes = commaList
+  .refine((list) => list.every((t) => extensionProblem(t) === undefined), {
+    error:
+      'must be a comma-separated list of namespaced URNs such as urn:bank.example:events:card-frozen, outside the OBIE namespace',
+  })
+  .transform((list) => [...new Set(list)] as ExtensionEventType[]);
 
 function isAddressOrCidr(v: string): boolean {
   try {
@@ -128,6 +156,8 @@ const envSchema = z.object({
 
   ADMIN_API_SECRET: z.string().min(16, { error: 'must be at least 16 characters' }).optional(),
   EVENT_RETENTION_DAYS: int(0, 3_650).default(7),
+  SUPPORTED_EVENT_TYPES: supportedEventTypes.optional(),
+  EXTENSION_EVENT_TYPES: extensionEventTypes.default([]),
 
   POLL_DEFAULT_MAX_EVENTS: int(1, 100_000).default(10),
   POLL_MAX_EVENTS: int(1, 100_000).default(1000),
@@ -204,6 +234,10 @@ export interface Config {
     setTyp: 'JOSE' | 'secevent+jwt';
     adminApiSecret: string | undefined;
     retentionDays: number;
+    /** SUPPORTED_EVENT_TYPES: the OBIE event types offered (default all four). */
+    supportedEventTypes: StandardEventType[];
+    /** EXTENSION_EVENT_TYPES: the bank's own event types (URNs). */
+    extensionEventTypes: ExtensionEventType[];
   };
   polling: {
     defaultMaxEvents: number;
@@ -318,6 +352,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       setTyp: e.SET_TYP,
       adminApiSecret: e.ADMIN_API_SECRET,
       retentionDays: e.EVENT_RETENTION_DAYS,
+      supportedEventTypes: e.SUPPORTED_EVENT_TYPES ?? [...EVENT_TYPES],
+      extensionEventTypes: e.EXTENSION_EVENT_TYPES,
     },
     polling: {
       defaultMaxEvents: e.POLL_DEFAULT_MAX_EVENTS,

@@ -77,6 +77,8 @@ export class UnauthenticatedError extends AppError {
   constructor(
     internalReason: string,
     readonly bearerError: 'invalid_token' | 'invalid_request' = 'invalid_token',
+    /** A genuine access token past its `exp`: OBIE v4.0 answers it with an error body. */
+    readonly expired = false,
   ) {
     super('unauthenticated', 'authentication required', [], internalReason);
     this.name = 'UnauthenticatedError';

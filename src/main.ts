@@ -14,6 +14,7 @@ import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
 import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
 import { Clients } from './domain/clients.js';
+import { EventTypeCatalog } from './domain/eventTypes.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
@@ -59,6 +60,8 @@ export interface Services {
   responseSigner: ResponseSigner;
   operations: Operations;
   operatorAuth: OperatorAuth;
+  /** The event types this bank offers (SUPPORTED_EVENT_TYPES, EXTENSION_EVENT_TYPES). */
+  eventTypes: EventTypeCatalog;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -87,7 +90,12 @@ export function buildServices(
   });
   // Worker threads start on the first signature, so commands that never sign pay nothing.
   const signer = lazySetSigner(config.keys.signingWorkers);
+  const eventTypes = new EventTypeCatalog({
+    supported: config.events.supportedEventTypes,
+    extensions: config.events.extensionEventTypes,
+  });
   const publisher = new Publisher({
+    eventTypes,
     knex: db.knex,
     keys,
     signer,
@@ -119,7 +127,9 @@ export function buildServices(
     knex: db.knex,
     clock,
     allowPrivateNetworks: config.subscriptions.callbackAllowPrivateNetworks,
-    eventTypesDocUrl: `${config.http.publicUrl}/open-banking/v3.1/openapi.json#/components/schemas/OBEventType1Code`,
+    eventTypesDocUrl: (api) =>
+      `${config.http.publicUrl}/open-banking/${api.id}/openapi.json#/components/schemas/OBEventType1Code`,
+    eventTypes,
   });
   const requestSignatures = new RequestSignatures({
     clients,
@@ -142,7 +152,7 @@ export function buildServices(
   });
   return {
     ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
-    ...{ subscriptions, requestSignatures, responseSigner, operations, operatorAuth },
+    ...{ subscriptions, requestSignatures, responseSigner, operations, operatorAuth, eventTypes },
   };
 }
 

@@ -143,6 +143,21 @@ describe('loadConfig mode', () => {
     expect(loadConfig({ OB_EVENTS_MODE: 'production' }, CWD).mode).toBe('production');
   });
 
+  it('when SUPPORTED_EVENT_TYPES and EXTENSION_EVENT_TYPES are set, then URNs become codes and duplicates go', () => {
+    const events = loadConfig(
+      {
+        SUPPORTED_EVENT_TYPES:
+          'urn:uk:org:openbanking:events:consent-authorization-revoked, UK.OBIE.Consent-Authorization-Revoked',
+        EXTENSION_EVENT_TYPES:
+          'urn:bank.example:events:card-frozen,urn:bank.example:events:card-frozen',
+      },
+      CWD,
+    ).events;
+    expect(events.supportedEventTypes).toEqual(['UK.OBIE.Consent-Authorization-Revoked']);
+    expect(events.extensionEventTypes).toEqual(['urn:bank.example:events:card-frozen']);
+    expect(loadConfig({}, CWD).events.supportedEventTypes).toHaveLength(4);
+  });
+
   it('when OB_EVENTS_MODE is neither, then loadConfig names it', () => {
     expect(() => loadConfig({ OB_EVENTS_MODE: 'prod' }, CWD)).toThrow(/OB_EVENTS_MODE/);
   });
@@ -238,6 +253,24 @@ describe('loadConfig refuses bad values', () => {
     ],
     ['ADMIN_API_SECRET is short', { ADMIN_API_SECRET: 'short' }, 'ADMIN_API_SECRET', /16/],
     ['LOG_FORMAT is unknown', { LOG_FORMAT: 'xml' }, 'LOG_FORMAT', /json or pretty/],
+    [
+      'SUPPORTED_EVENT_TYPES names a type OBIE does not define',
+      { SUPPORTED_EVENT_TYPES: 'UK.OBIE.Resource-Update,UK.OBIE.Nonsense' },
+      'SUPPORTED_EVENT_TYPES',
+      /OBIE event types/,
+    ],
+    [
+      'EXTENSION_EVENT_TYPES uses the OBIE namespace',
+      { EXTENSION_EVENT_TYPES: 'urn:uk:org:openbanking:events:mine' },
+      'EXTENSION_EVENT_TYPES',
+      /outside the OBIE namespace/,
+    ],
+    [
+      'EXTENSION_EVENT_TYPES is not a URN',
+      { EXTENSION_EVENT_TYPES: 'BANK.CardFrozen' },
+      'EXTENSION_EVENT_TYPES',
+      /namespaced URNs/,
+    ],
     [
       'only TLS_CERT_FILE is set',
       { TLS_CERT_FILE: '/etc/ob/server.crt' },

@@ -9,7 +9,7 @@ import {
   typesAllowedForVersion,
 } from '../src/domain/eventTypes.js';
 import { newSubscriptionId } from '../src/domain/subscriptions.js';
-import { isBefore312, parseSubscriptionVersion } from '../src/domain/versions.js';
+import { isBefore312, parseSubscriptionVersion, V4_0 } from '../src/domain/versions.js';
 import { AppError } from '../src/errors.js';
 import type { LookupAll } from '../src/net/addressPolicy.js';
 
@@ -64,9 +64,24 @@ describe('versions', () => {
     (v) => expect(parseSubscriptionVersion(v)).toBeDefined(),
   );
 
-  it.each(['3.0', '4.0', '3.1.12', '3.1.01', '3', '3.1.', 'V3.1', ' 3.1', '3.1-rc1'])(
-    'when the Version is %s, then it is not served',
-    (v) => expect(parseSubscriptionVersion(v)).toBeUndefined(),
+  it.each(['4.0', 'v4.0', '4.0.0'])('when the Version is %s, then it is served (v4.0)', (v) =>
+    expect(parseSubscriptionVersion(v)?.line).toBe(V4_0),
+  );
+
+  it.each([
+    '3.0',
+    '4.1',
+    '5.0',
+    '4.0.1',
+    '3.1.12',
+    '3.1.01',
+    '3',
+    '3.1.',
+    'V3.1',
+    ' 3.1',
+    '3.1-rc1',
+  ])('when the Version is %s, then it is not served', (v) =>
+    expect(parseSubscriptionVersion(v)).toBeUndefined(),
   );
 
   it('when the Version is plain 3.1, then it is the current release, not below 3.1.2', () => {
@@ -85,8 +100,26 @@ describe('subscription ids', () => {
 });
 
 describe('CallbackUrl syntax', () => {
+  it('when a Version 4.0 subscription has a v3.1 CallbackUrl (or the reverse), then 400 at Data.CallbackUrl', () => {
+    const v40 = parseSubscriptionVersion('4.0');
+    const v31 = parseSubscriptionVersion('3.1.11');
+    expect(obError(() => parseCallbackUrl(GOOD, v40))).toEqual({
+      code: 'UK.OBIE.Field.Invalid',
+      path: 'Data.CallbackUrl',
+    });
+    expect(() =>
+      parseCallbackUrl('https://tpp.example/open-banking/v4.0/event-notifications', v40),
+    ).not.toThrow();
+    expect(
+      obError(() =>
+        parseCallbackUrl('https://tpp.example/open-banking/v4.0/event-notifications', v31),
+      ),
+    ).toEqual({ code: 'UK.OBIE.Field.Invalid', path: 'Data.CallbackUrl' });
+  });
+
   it.each([
     GOOD,
+    'https://tpp.example/open-banking/v4.0/event-notifications',
     'https://tpp.example/v3.1/event-notifications',
     'https://tpp.example:8443/prefix/open-banking/v3.1.11/event-notifications',
     'https://tpp.example/open-banking/3.1/event-notifications',
@@ -99,7 +132,7 @@ describe('CallbackUrl syntax', () => {
     ['no version segment', 'https://tpp.example/event-notifications'],
     ['another suffix', 'https://tpp.example/open-banking/v3.1/events'],
     ['a trailing slash', 'https://tpp.example/open-banking/v3.1/event-notifications/'],
-    ['a version we do not serve', 'https://tpp.example/open-banking/v4.0/event-notifications'],
+    ['a version we do not serve', 'https://tpp.example/open-banking/v4.1/event-notifications'],
     ['a user name', 'https://user@tpp.example/open-banking/v3.1/event-notifications'],
     ['a password', 'https://u:p@tpp.example/open-banking/v3.1/event-notifications'],
     ['a query', `${GOOD}?x=1`],

@@ -81,6 +81,22 @@ describe('TPP SDK', () => {
       await client.close();
     });
 
+    it('when no apiVersion is given, then the SDK uses v4.0 (path, Version 4.0, U-codes), and v3.1 still works for another TPP', async () => {
+      const tpp = await createTestTpp(server);
+      const client = sdkClient(server, tpp, { apiVersion: undefined });
+      const created = await client.subscribe();
+      expect(created.version).toBe('4.0');
+      expect(await client.getSubscription()).toEqual(created);
+      const refused = client.subscribe();
+      await expect(refused).rejects.toMatchObject({ code: 'http_status', status: 409 });
+      await expect(refused).rejects.toSatisfy((e: TppError) => e.body!.includes('"U029"'));
+      // The v4.0 subscription is not reachable through v3.1.
+      const old = sdkClient(server, tpp, { apiVersion: 'v3.1' });
+      await expect(old.getSubscription()).rejects.toMatchObject({ status: 403 });
+      expect(await client.unsubscribe()).toBe(true);
+      await Promise.all([client.close(), old.close()]);
+    });
+
     it('when the request signature names another signer, then the server refuses the subscription', async () => {
       const tpp = await createTestTpp(server);
       const client = sdkClient(server, tpp, { signingIss: 'someone-else' });

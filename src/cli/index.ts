@@ -146,6 +146,7 @@ export function buildProgram(): Command {
       'certs/dev/tpp.private.jwk.json',
     )
     .option('--max-events <n>', 'SETs per poll (default: the server default)')
+    .option('--api-version <v>', 'OBIE API version: v4.0 or v3.1', 'v4.0')
     .action(async (o) => (await import('./commands/tppPoll.js')).tppPoll(o));
 
   program

@@ -6,8 +6,9 @@
 // 2. https only (push is TLS; the TPP's server certificate is checked);
 // 3. no user name or password, no query, no fragment: we POST to the URL exactly as registered,
 //    and it must end in `/event-notifications`;
-// 4. the path ends with `/<version>/event-notifications`, where <version> names a 3.1 release the
-//    way OBIE paths do: `v3.1`, `v3.1.11` (or the same without the `v`);
+// 4. the path ends with `/<version>/event-notifications`, where <version> names a release the way
+//    OBIE paths do: `v3.1`, `v3.1.11`, `v4.0` (or the same without the `v`), of the same line as
+//    the subscription's Version: a 4.0 subscription's URL ends in /v4.0/event-notifications;
 // 5. the host, after DNS resolution, is public: loopback and private addresses only with
 //    CALLBACK_ALLOW_PRIVATE_NETWORKS=true; link-local and metadata addresses never.
 // Every failure is 400 UK.OBIE.Field.Invalid with Path `Data.CallbackUrl`.
@@ -19,10 +20,11 @@ import {
   resolveAndCheck,
   type LookupAll,
 } from '../net/addressPolicy.js';
+import { parseSubscriptionVersion, type ParsedVersion } from './versions.js';
 
 export const CALLBACK_URL_PATH = 'Data.CallbackUrl';
 export const CALLBACK_URL_MAX_LENGTH = 2_000;
-const SUFFIX = /\/v?3\.1(?:\.\d{1,2})?\/event-notifications$/;
+const SUFFIX = /\/(v?\d\.\d(?:\.\d{1,2})?)\/event-notifications$/;
 
 export interface CallbackUrlPolicy {
   allowPrivateNetworks: boolean;
@@ -50,8 +52,8 @@ export async function assertValidCallbackUrl(
   }
 }
 
-/** The syntactic rules (1-4), without DNS. */
-export function parseCallbackUrl(value: string): URL {
+/** The syntactic rules (1-4), without DNS; `version`: the subscription's Version, parsed. */
+export function parseCallbackUrl(value: string, version?: ParsedVersion): URL {
   if (value.length > CALLBACK_URL_MAX_LENGTH) {
     throw fail(`the CallbackUrl must be at most ${CALLBACK_URL_MAX_LENGTH} characters`);
   }
@@ -68,9 +70,17 @@ export function parseCallbackUrl(value: string): URL {
   if (url.search !== '' || url.hash !== '' || value.includes('?') || value.includes('#')) {
     throw fail('the CallbackUrl must not have a query or fragment');
   }
-  if (!SUFFIX.test(url.pathname)) {
+  const suffix = SUFFIX.exec(url.pathname)?.[1];
+  const line = suffix === undefined ? undefined : parseSubscriptionVersion(suffix)?.line;
+  if (!line) {
     throw fail(
       'the CallbackUrl must end with /<version>/event-notifications, e.g. https://tpp.example/open-banking/v3.1/event-notifications',
+    );
+  }
+  if (version && line !== version.line) {
+    const expected = `v${version.line.major}.${version.line.minor}`;
+    throw fail(
+      `the CallbackUrl of a Version ${version.major}.${version.minor} subscription must end with /${expected}/event-notifications (or a ${expected} release)`,
     );
   }
   return url;

@@ -6,8 +6,10 @@
 //
 //   {
 //     "clientId": "tpp-1",                      required, 1–128: the TPP (SET `aud`)
-//     "type": "UK.OBIE.Resource-Update",        required: an event type code or its
-//                                               urn:uk:org:openbanking:events:* URN; kept as the code
+//     "type": "UK.OBIE.Resource-Update",        required: an event type the bank offers
+//                                               (SUPPORTED_EVENT_TYPES): a code or its
+//                                               urn:uk:org:openbanking:events:* URN, kept as the
+//                                               code; or an EXTENSION_EVENT_TYPES URN
 //     "subject": {                              required: the affected resource (OBEventSubject1)
 //       "id": "aac-1234",                       1–128 (`rid`)
 //       "type": "account-access-consent",       1–128 (`rty`)
@@ -40,7 +42,7 @@
 // - Linked-account-update: §7.4 says `rty` must be `account-access-consent` while the subject
 //   identifies the account (§12 A10). The subject is written as the publisher gives it, unchecked.
 import { z } from 'zod';
-import { toEventTypeCode, type EventTypeCode } from './eventTypes.js';
+import { EventTypeCatalog, type EventTypeCode } from './eventTypes.js';
 
 export interface EventInput {
   clientId: string;
@@ -50,8 +52,10 @@ export interface EventInput {
     type: string;
     links: { version: string; link: string }[];
   };
-  /** Resolved: the given `sub`, else the first link. */
+  /** Resolved: the given `sub`, else the first link (the publisher may pick a better one). */
   sub: string;
+  /** True when the publisher gave `sub`; else the publisher picks the subscriber's version's link. */
+  subGiven?: boolean;
   /** Absent: the publisher uses the jti. */
   txn?: string;
   /** Absent: the publisher uses the time of publishing. */
@@ -144,13 +148,21 @@ const wireSchema = z.strictObject(
 
 type Wire = z.infer<typeof wireSchema>;
 
-/** Validates an event as submitted; never throws for bad input. */
-export function parseEventInput(raw: unknown): EventInputResult {
+const ALL_STANDARD_TYPES = new EventTypeCatalog();
+
+/**
+ * Validates an event as submitted; never throws for bad input. A type the bank does not offer
+ * (`catalog`, default: OBIE's four) is refused, not skipped.
+ */
+export function parseEventInput(
+  raw: unknown,
+  catalog: EventTypeCatalog = ALL_STANDARD_TYPES,
+): EventInputResult {
   // reportInput: tells a missing member (input undefined) from a wrong one.
   const parsed = wireSchema.safeParse(raw, { reportInput: true });
   const problems = parsed.success ? [] : parsed.error.issues.flatMap(toProblems);
   // The type is checked even when other members are wrong, so one answer lists everything.
-  const type = checkType(raw, problems);
+  const type = checkType(raw, problems, catalog);
   if (!parsed.success || !type) return { ok: false, problems };
   problems.push(...typeRules(parsed.data, type));
   if (problems.length > 0) return { ok: false, problems };
@@ -162,7 +174,11 @@ export function setEventTypes(event: EventInput): EventTypeCode[] {
   return event.withResourceUpdate ? ['UK.OBIE.Resource-Update', event.type] : [event.type];
 }
 
-function checkType(raw: unknown, problems: InputProblem[]): EventTypeCode | undefined {
+function checkType(
+  raw: unknown,
+  problems: InputProblem[],
+  catalog: EventTypeCatalog,
+): EventTypeCode | undefined {
   if (!isRecord(raw)) return undefined;
   const value = raw.type;
   if (typeof value !== 'string') {
@@ -172,11 +188,11 @@ function checkType(raw: unknown, problems: InputProblem[]): EventTypeCode | unde
     });
     return undefined;
   }
-  const code = toEventTypeCode(value);
+  const code = catalog.toOffered(value);
   if (!code) {
     problems.push({
       path: 'type',
-      message: `unsupported event type ${JSON.stringify(value.slice(0, 200))}: use an UK.OBIE.* event type code or its urn:uk:org:openbanking:events:* URN`,
+      message: `unsupported event type ${JSON.stringify(value.slice(0, 200))}: this bank offers ${catalog.codes().join(', ')} (an UK.OBIE.* code may also be given as its urn:uk:org:openbanking:events:* URN)`,
     });
   }
   return code;
@@ -220,6 +236,7 @@ function toEventInput(wire: Wire, type: EventTypeCode): EventInput {
     sub: wire.sub ?? links[0]!.link,
     withResourceUpdate: wire.withResourceUpdate ?? false,
   };
+  if (wire.sub !== undefined) event.subGiven = true;
   if (wire.txn !== undefined) event.txn = wire.txn;
   if (wire.toe !== undefined) event.toe = wire.toe;
   if (wire.reason !== undefined) event.reason = wire.reason;

@@ -23,7 +23,8 @@ import {
   type PublishTarget,
 } from '../db/stores/eventsStore.js';
 import { setEventTypes, type EventInput } from './eventInput.js';
-import { typesAllowedForVersion, type EventTypeCode } from './eventTypes.js';
+import { deliverableToVersion, EventTypeCatalog, type EventTypeCode } from './eventTypes.js';
+import { parseSubscriptionVersion } from './versions.js';
 import type { ActiveKey, KeyRing } from './signingKeys.js';
 
 export type PublishOutcome =
@@ -39,10 +40,17 @@ export interface PublisherDeps {
   clock: Clock;
   /** Told after each committed batch (metrics). */
   onPublished?: (inputs: EventInput[], outcomes: PublishOutcome[]) => void;
+  /** The event types this bank offers; default OBIE's four. */
+  eventTypes?: EventTypeCatalog;
 }
 
 export class Publisher {
-  constructor(private readonly deps: PublisherDeps) {}
+  /** What every way in validates events against (parseEventInput): a type not offered is refused. */
+  readonly eventTypes: EventTypeCatalog;
+
+  constructor(private readonly deps: PublisherDeps) {
+    this.eventTypes = deps.eventTypes ?? new EventTypeCatalog();
+  }
 
   async publish(inputs: EventInput[]): Promise<PublishOutcome[]> {
     const key = await this.signingKey();
@@ -108,7 +116,10 @@ export class Publisher {
         jti,
         iat: nowSeconds,
         toe: input.toe ?? nowSeconds,
-        sub: input.sub,
+        sub: input.subGiven
+          ? input.sub
+          : (linkForVersion(input, targets.get(input.clientId)?.subscription?.version) ??
+            input.sub),
         txn: input.txn ?? jti,
         eventType: input.type,
         subject: input.subject,
@@ -184,11 +195,22 @@ function skipReason(target: PublishTarget | undefined, type: EventTypeCode): str
   if (target.status !== 'active') return 'client revoked';
   const sub = target.subscription;
   if (!sub) return 'client has no event subscription';
-  if (!typesAllowedForVersion(sub.version).includes(type)) {
+  if (!deliverableToVersion(type, sub.version)) {
     return `event type ${type} is not delivered to subscriptions of version ${sub.version}`;
   }
   if (sub.eventTypes !== null && !sub.eventTypes.includes(type)) {
     return `subscription does not include ${type}`;
   }
   return undefined;
+}
+
+/**
+ * The default SET `sub`: the link of the subscriber's version line (`rlk` holds one link per
+ * version of the resource when the publisher gives them), so a v4.0 subscriber is pointed at the
+ * v4.0 resource; undefined when there is none (the first link is used).
+ */
+function linkForVersion(input: EventInput, version: string | undefined): string | undefined {
+  const line = version === undefined ? undefined : parseSubscriptionVersion(version)?.line;
+  if (!line) return undefined;
+  return input.subject.links.find((l) => parseSubscriptionVersion(l.version)?.line === line)?.link;
 }

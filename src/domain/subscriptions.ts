@@ -8,8 +8,15 @@
 //   discarded (kept for audit, never delivered).
 // - an id that does not exist is 400 UK.OBIE.Resource.NotFound (R/W: 400, not 404); another
 //   client's id is 403.
-// The body rules, in the order they are checked: Version, EventTypes, CallbackUrl (the last one
-// resolves DNS, so it goes after everything cheap).
+// - release management (src/domain/versions.ts): every operation names the API version it came
+//   through. A subscription is created through one version and remembers it; it is read,
+//   replaced and deleted through that version or a newer one with its fields (Version included)
+//   as stored; through an older one it is 403 (UK.OBIE.Field.Invalid, Path Data.Version) for
+//   GET, PUT and DELETE alike, and a POST there is 409 like any second subscription.
+// The body rules, in the order they are checked: Version (a release of the route's API version or
+// an older one), EventTypes (types the bank offers), CallbackUrl (ends in the Version's line, e.g.
+// /v4.0/event-notifications for a 4.0 subscription; resolves DNS, so it goes after everything
+// cheap).
 //
 // Reads (GET) are served from memory for up to a second: a change made here drops the entry at
 // once, and a change made by another replica drops it when its NOTIFY arrives (milliseconds), so
@@ -26,8 +33,14 @@ import type {
 import { AppError, detail, invalid } from '../errors.js';
 import type { LookupAll } from '../net/addressPolicy.js';
 import { assertValidCallbackUrl, parseCallbackUrl } from './callbackUrl.js';
-import { toEventTypeCode, typesAllowedForVersion, type EventTypeCode } from './eventTypes.js';
-import { ACCEPTED_VERSIONS_TEXT, parseSubscriptionVersion } from './versions.js';
+import { EventTypeCatalog, type EventTypeCode } from './eventTypes.js';
+import {
+  acceptedVersionsText,
+  apiVersionById,
+  parseVersionFor,
+  reachableThrough,
+  type ApiVersion,
+} from './versions.js';
 
 export type { StoredSubscription } from '../db/stores/subscriptionsStore.js';
 
@@ -45,7 +58,9 @@ export interface SubscriptionsDeps {
   /** CALLBACK_ALLOW_PRIVATE_NETWORKS. */
   allowPrivateNetworks: boolean;
   /** Where the supported event types are listed: the `Url` of Unsupported.EventType errors. */
-  eventTypesDocUrl: string;
+  eventTypesDocUrl: string | ((api: ApiVersion) => string);
+  /** The event types this bank offers; default OBIE's four. */
+  eventTypes?: EventTypeCatalog;
   /** DNS for CallbackUrl hosts (tests inject one); default: the system resolver. */
   lookup?: LookupAll;
 }
@@ -92,14 +107,19 @@ export class Subscriptions {
     });
   }
 
-  async create(clientId: string, input: SubscriptionInput): Promise<StoredSubscription> {
-    const fields = this.checkFields(input);
+  /** Creates the client's subscription through `api` (at most one per client, across versions). */
+  async create(
+    clientId: string,
+    api: ApiVersion,
+    input: SubscriptionInput,
+  ): Promise<StoredSubscription> {
+    const fields = this.checkFields(api, input);
     if (await this.deps.store.findByClient(clientId)) throw alreadyExists();
     await this.checkCallbackHost(fields.callbackUrl);
     const created = await this.deps.knex.transaction(async (trx) => {
       const row = await this.deps.store
         .in(trx)
-        .insert({ ...fields, subscriptionId: newSubscriptionId(), clientId });
+        .insert({ ...fields, subscriptionId: newSubscriptionId(), clientId, apiVersion: api.id });
       if (row) await announce(trx, clientId);
       return row;
     });
@@ -123,6 +143,13 @@ export class Subscriptions {
     return subscription;
   }
 
+  /** The client's subscription as seen through `api`: refused when created through a newer one. */
+  async getThrough(clientId: string, api: ApiVersion): Promise<StoredSubscription | undefined> {
+    const found = await this.get(clientId);
+    if (found) assertReachable(found, api);
+    return found;
+  }
+
   private forget(clientId: string): void {
     this.generation++;
     this.cache.delete(clientId);
@@ -130,6 +157,7 @@ export class Subscriptions {
 
   async replace(
     clientId: string,
+    api: ApiVersion,
     subscriptionId: string,
     input: SubscriptionInput & { subscriptionId: string },
   ): Promise<StoredSubscription> {
@@ -140,8 +168,8 @@ export class Subscriptions {
         'Data.EventSubscriptionId',
       );
     }
-    await this.assertOwned(clientId, subscriptionId);
-    const fields = this.checkFields(input);
+    await this.assertOwned(clientId, api, subscriptionId);
+    const fields = this.checkFields(api, input);
     await this.checkCallbackHost(fields.callbackUrl);
     const replaced = await this.deps.knex.transaction(async (trx) => {
       const store = this.deps.store.in(trx);
@@ -157,8 +185,8 @@ export class Subscriptions {
   }
 
   /** Deletes the subscription and discards the client's pending SETs, in one transaction. */
-  async delete(clientId: string, subscriptionId: string): Promise<void> {
-    await this.assertOwned(clientId, subscriptionId);
+  async delete(clientId: string, api: ApiVersion, subscriptionId: string): Promise<void> {
+    await this.assertOwned(clientId, api, subscriptionId);
     const deleted = await this.deps.knex.transaction(async (trx) => {
       const store = this.deps.store.in(trx);
       if (!(await store.delete(clientId, subscriptionId))) return false;
@@ -170,9 +198,14 @@ export class Subscriptions {
     if (!deleted) throw notFound();
   }
 
-  private async assertOwned(clientId: string, subscriptionId: string): Promise<void> {
+  private async assertOwned(
+    clientId: string,
+    api: ApiVersion,
+    subscriptionId: string,
+  ): Promise<void> {
     const found = await this.deps.store.findById(subscriptionId);
     if (!found) throw notFound();
+    if (found.clientId === clientId) assertReachable(found, api);
     if (found.clientId !== clientId) {
       throw new AppError('forbidden', 'the event subscription belongs to another client', [
         detail(
@@ -185,30 +218,37 @@ export class Subscriptions {
   }
 
   /** Version, EventTypes and the CallbackUrl's syntax; normalised for storage. */
-  private checkFields(input: SubscriptionInput): SubscriptionFields {
-    if (!parseSubscriptionVersion(input.version)) {
+  private checkFields(api: ApiVersion, input: SubscriptionInput): SubscriptionFields {
+    const version = parseVersionFor(input.version, api);
+    if (!version) {
       throw invalid(
         'UK.OBIE.Field.Invalid',
-        `Version must be a version we serve: ${ACCEPTED_VERSIONS_TEXT}`,
+        `Version must be a version served through ${api.id}: ${acceptedVersionsText(api)}`,
         'Data.Version',
       );
     }
-    const eventTypes = this.checkEventTypes(input.version, input.eventTypes);
-    if (input.callbackUrl !== undefined) parseCallbackUrl(input.callbackUrl);
+    const eventTypes = this.checkEventTypes(api, input.version, input.eventTypes);
+    if (input.callbackUrl !== undefined) parseCallbackUrl(input.callbackUrl, version);
     return { version: input.version, eventTypes, callbackUrl: input.callbackUrl ?? null };
   }
 
   /** Codes (URN aliases normalised), first occurrence order; absent or [] means every type. */
-  private checkEventTypes(version: string, given: string[] | undefined): EventTypeCode[] | null {
+  private checkEventTypes(
+    api: ApiVersion,
+    version: string,
+    given: string[] | undefined,
+  ): EventTypeCode[] | null {
     if (given === undefined || given.length === 0) return null;
-    const allowed = typesAllowedForVersion(version);
+    const catalog = this.deps.eventTypes ?? DEFAULT_CATALOG;
+    const allowed = catalog.allowedForVersion(version);
     const codes: EventTypeCode[] = [];
     given.forEach((value, i) => {
-      const code = toEventTypeCode(value);
+      const code = catalog.toOffered(value);
       const path = `Data.EventTypes[${i}]`;
-      if (!code) throw this.unsupported(`unsupported event type ${clip(value)}`, path);
+      if (!code) throw this.unsupported(api, `unsupported event type ${clip(value)}`, path);
       if (!allowed.includes(code)) {
         throw this.unsupported(
+          api,
           `a Version ${version} subscription can only receive ${allowed.join(', ')}`,
           path,
         );
@@ -218,13 +258,14 @@ export class Subscriptions {
     return codes;
   }
 
-  private unsupported(message: string, path: string): AppError {
+  private unsupported(api: ApiVersion, message: string, path: string): AppError {
+    const url = this.deps.eventTypesDocUrl;
     return new AppError('invalid_request', message, [
       {
         errorCode: 'UK.OBIE.Unsupported.EventType',
         message,
         path,
-        url: this.deps.eventTypesDocUrl,
+        url: typeof url === 'string' ? url : url(api),
       },
     ]);
   }
@@ -241,6 +282,26 @@ export class Subscriptions {
 /** Replicas that cache subscriptions (publishing, push) drop the client's entry. */
 function announce(trx: Knex.Transaction, clientId: string): Promise<void> {
   return notify(trx, CHANNELS.config, `${ANNOUNCEMENT}${clientId}`);
+}
+
+const DEFAULT_CATALOG = new EventTypeCatalog();
+
+/**
+ * Release management: a subscription created through a newer API version is not reached through
+ * an older one. OBIE does not say what the answer is; ours is 403 in the version's OBIE shape,
+ * naming the version to use.
+ */
+function assertReachable(found: StoredSubscription, api: ApiVersion): void {
+  // A version this replica does not know yet (a rolling upgrade) counts as newer.
+  const createdOn = apiVersionById(found.apiVersion);
+  if (createdOn && reachableThrough(createdOn, api)) return;
+  const message = `this event subscription was created through ${found.apiVersion}: use /open-banking/${found.apiVersion} (or a newer version) to read, change or delete it`;
+  throw new AppError(
+    'forbidden',
+    message,
+    [detail('UK.OBIE.Field.Invalid', message, 'Data.Version')],
+    `subscription ${found.subscriptionId} of ${found.apiVersion} reached through ${api.id}`,
+  );
 }
 
 function alreadyExists(): AppError {

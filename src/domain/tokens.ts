@@ -268,7 +268,11 @@ export class Tokens {
       );
     } catch (err) {
       if (err instanceof AccessTokenError) {
-        throw new UnauthenticatedError(`access token ${err.failure}: ${err.message}`);
+        throw new UnauthenticatedError(
+          `access token ${err.failure}: ${err.message}`,
+          'invalid_token',
+          err.failure === 'expired',
+        );
       }
       throw err;
     }

@@ -1,9 +1,10 @@
 // The one place that turns errors into HTTP responses.
-// - AppError (src/errors.ts): status by kind, OBErrorResponse1 body (401: no body, RFC 6750 header).
+// - AppError (src/errors.ts): status by kind, OBErrorResponse1 body in the error model of the
+//   route's API version (src/http/errorModels.ts; 401: RFC 6750 header, a body only where the
+//   version's profile wants one).
 // - OAuthError: RFC 6749 §5.2 JSON for the token endpoint.
 // - body-parser and express-openapi-validator errors: the caller's fault, so 4xx.
 // - anything else: 500 with a generic body; the details go to the log only.
-import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import {
   AppError,
@@ -13,14 +14,10 @@ import {
   type ErrorKind,
   type ObErrorCode,
 } from '../errors.js';
+import { profileOf } from './apiProfiles.js';
 import { requestContext } from './context.js';
 
-export interface ObErrorResponse {
-  Code: string;
-  Id?: string;
-  Message: string;
-  Errors: { ErrorCode: string; Message: string; Path?: string; Url?: string }[];
-}
+export { obErrorBody, type ObErrorResponse } from './errorModels.js';
 
 const STATUS: Record<ErrorKind, number> = {
   invalid_request: 400,
@@ -49,49 +46,25 @@ const DEFAULT_CODE: Partial<Record<ErrorKind, ObErrorCode>> = {
   unavailable: 'UK.OBIE.UnexpectedError',
 };
 
-export function obErrorBody(
-  status: number,
-  message: string,
-  details: ErrorDetail[],
-  interactionId?: string,
-): ObErrorResponse {
-  const body: ObErrorResponse = {
-    Code: `${status} ${STATUS_CODES[status] ?? 'Error'}`.slice(0, 40),
-    Message: clip(message, 500),
-    Errors: details.map((d) => {
-      const e: ObErrorResponse['Errors'][number] = {
-        ErrorCode: d.errorCode,
-        Message: clip(d.message, 500),
-      };
-      if (d.path) e.Path = clip(d.path, 500);
-      if (d.url) e.Url = d.url;
-      return e;
-    }),
-  };
-  if (interactionId) body.Id = interactionId.slice(0, 40);
-  return body;
-}
-
-function clip(s: string, max: number): string {
-  const t = s.length === 0 ? 'error' : s;
-  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
-}
-
 export function sendAppError(res: Response, err: AppError): void {
   const ctx = res.locals.ctx ? requestContext(res) : undefined;
   const status = STATUS[err.kind];
   if (err.internalReason) ctx?.log.info({ reason: err.internalReason, status }, err.message);
   if (err.kind === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow);
+  // The error body of the route's API version (v3.1 outside the versioned paths).
+  const errors = profileOf(res).errors;
   if (err instanceof UnauthenticatedError) {
     res.setHeader('WWW-Authenticate', `Bearer error="${err.bearerError}"`);
-    res.status(401).end();
+    const body = errors.unauthenticatedBody(err, ctx?.interactionId);
+    if (body) res.status(401).json(body);
+    else res.status(401).end();
     return;
   }
   const details =
     err.details.length > 0
       ? err.details
       : [{ errorCode: DEFAULT_CODE[err.kind] ?? 'UK.OBIE.UnexpectedError', message: err.message }];
-  res.status(status).json(obErrorBody(status, err.message, details, ctx?.interactionId));
+  res.status(status).json(errors.body(status, err.message, details, ctx?.interactionId));
 }
 
 function sendOAuthError(res: Response, err: OAuthError): void {
@@ -230,7 +203,7 @@ export const errorMapper: ErrorRequestHandler = (err: unknown, _req, res, next) 
   const ctx = res.locals.ctx ? requestContext(res) : undefined;
   ctx?.log.error({ err }, 'unexpected error');
   res.status(500).json(
-    obErrorBody(
+    profileOf(res).errors.body(
       500,
       'unexpected error',
       [

@@ -1,33 +1,31 @@
-// The contract: openapi/openapi.yaml (loaded as its generated twin openapi/openapi.json). Mounted
-// once, ahead of every API route, as ordered steps:
+// The contract: openapi/openapi.yaml (loaded as its generated twin openapi/openapi.json), the
+// document of the root paths and of v3.1; the v4.0 document is derived from it
+// (src/http/openapiDocuments.ts). Mounted once, ahead of every API route, as ordered steps:
 //   1. acceptJson        Accept must allow application/json, else 406
-//   2. jsonBody          JSON bodies parsed (64 KiB, else 413), raw bytes kept for x-jws-signature;
-//                        the token endpoint's form body parsed as that route does (16 KiB)
+//   2. tokenFormBody     the token endpoint's form body (POST /token only; src/http/bodyPolicy.ts)
 //   3. jsonBytes         lets signed responses send their exact bytes through res.json
-//   4. validator         express-openapi-validator: unknown path 404, wrong method 405 with Allow,
-//                        body of another media type 415, then headers, path, query and body
-//                        against the document, strictly (no coercion, no unknown query
-//                        parameters, nothing removed); responses too when VALIDATE_RESPONSES=true
-//   5. GET /open-banking/v3.1/openapi.json
-//   6. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
+//   4. validator         the root paths (discovery, JWKS, token) against the document: unknown
+//                        path 404, wrong method 405 with Allow, then the request, strictly (no
+//                        coercion, no unknown query parameters, nothing removed); responses too
+//                        when VALIDATE_RESPONSES=true
+//   5. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
+// The OBIE paths (/open-banking/...) are validated inside their own routes, after the access token
+// and the body (src/http/routes/obieApi.ts): no body is read before authentication.
 // Validation failures go to the one error mapper (OBErrorResponse1, Path like Data.CallbackUrl).
-// Authentication comes BEFORE this router (authenticateApiRequests in routes/index.ts); the document
-// still marks Authorization optional, since the header has been checked by then.
 import fs from 'node:fs';
 import path from 'node:path';
-import express, {
-  Router,
-  type ErrorRequestHandler,
-  type Request,
-  type RequestHandler,
-} from 'express';
+import { Router, type ErrorRequestHandler, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { AppError, detail, OAuthError } from '../errors.js';
+import { OBIE_JSON_LIMIT_BYTES, tokenFormBody } from './bodyPolicy.js';
 import { jsonBytes } from './jsonBytes.js';
 
+export { rawBody } from './bodyPolicy.js';
 export const OPENAPI_PATH = '/open-banking/v3.1/openapi.json';
-export const BODY_LIMIT_BYTES = 64 * 1024;
+export const BODY_LIMIT_BYTES = OBIE_JSON_LIMIT_BYTES;
 const TOKEN_PATH = '/token';
+/** Paths validated by their own routes (src/http/routes/obieApi.ts), in any spelling. */
+const OBIE_PATHS = /^\/open-banking(\/|$)/i;
 
 export interface OpenApiDocument {
   /** The parsed document (never handed to the validator itself: it mutates what it is given). */
@@ -57,63 +55,39 @@ export interface OpenApiRouterOptions {
 }
 
 export function openApiRouter(opts: OpenApiRouterOptions): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   router.use(acceptJson);
-  router.use(jsonBody);
-  router.use(TOKEN_PATH, tokenFormBody);
+  router.post(TOKEN_PATH, tokenFormBody);
   router.use(jsonBytes());
-  router.use(
-    OpenApiValidator.middleware({
-      apiSpec: structuredClone(opts.openApi.document) as never,
-      validateApiSpec: true,
-      validateRequests: {
-        coerceTypes: false,
-        allowUnknownQueryParameters: false,
-        removeAdditional: false,
-      },
-      validateResponses: opts.validateResponses
-        ? { coerceTypes: false, removeAdditional: false }
-        : false,
-      validateSecurity: false,
-      validateFormats: true,
-      ignoreUndocumented: false,
-    }),
-  );
-  router.get(OPENAPI_PATH, (_req, res) => {
-    res.setHeader('Cache-Control', 'public, max-age=300');
-    res.type('application/json').send(opts.openApi.text);
-  });
+  router.use(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS));
   router.use(tokenErrors);
   return router;
 }
 
-/** The raw request body as received (what a detached JWS covers), when a JSON body was parsed. */
-export function rawBody(req: Request): Buffer | undefined {
-  return (req as Request & { rawBody?: Buffer }).rawBody;
+/**
+ * express-openapi-validator over `openApi`, strictly. Mounted globally for the root paths
+ * (`ignore`: the OBIE paths) and inside each OBIE route, after its body was read.
+ */
+export function openApiValidator(
+  openApi: OpenApiDocument,
+  validateResponses: boolean,
+  ignore?: RegExp,
+): RequestHandler[] {
+  return OpenApiValidator.middleware({
+    apiSpec: structuredClone(openApi.document) as never,
+    validateApiSpec: true,
+    validateRequests: {
+      coerceTypes: false,
+      allowUnknownQueryParameters: false,
+      removeAdditional: false,
+    },
+    validateResponses: validateResponses ? { coerceTypes: false, removeAdditional: false } : false,
+    validateSecurity: false,
+    validateFormats: true,
+    ignoreUndocumented: false,
+    ...(ignore ? { ignorePaths: ignore } : {}),
+  }) as RequestHandler[];
 }
-
-const parseJson = express.json({
-  limit: BODY_LIMIT_BYTES,
-  verify: (req, _res, buf) => {
-    (req as unknown as { rawBody: Buffer }).rawBody = buf;
-  },
-});
-
-// Only a body we accept is read: anything else is left for the validator to refuse (415).
-const jsonBody: RequestHandler = (req, res, next) => {
-  if (req.is('application/json')) parseJson(req, res, next);
-  else next();
-};
-
-// The same limits as the token route's own parser (src/http/routes/token.ts), which then finds
-// the body already read.
-const parseForm = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
-
-const tokenFormBody: RequestHandler = (req, res, next) => {
-  if (req.method === 'POST' && req.is('application/x-www-form-urlencoded'))
-    parseForm(req, res, next);
-  else next();
-};
 
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
 const acceptJson: RequestHandler = (req, _res, next) => {

@@ -75,7 +75,13 @@ export interface TppClientOptions {
   signingIss?: string;
   /** http://openbanking.org.uk/tan of request signatures (and expected in responses); default openbanking.org.uk. */
   trustAnchor?: string;
-  /** Path of the OBIE APIs under `baseUrl`; default /open-banking/v3.1. */
+  /**
+   * The OBIE Read/Write API version to use: `v4.0` (default) or `v3.1`. It sets the path
+   * (/open-banking/v4.0) and the default subscription Version ('4.0'); a v4.0 server answers
+   * errors with U-codes (OBErrorResponse1 of 4.0), v3.1 with UK.OBIE.* codes.
+   */
+  apiVersion?: TppApiVersion;
+  /** Path of the OBIE APIs under `baseUrl`; default /open-banking/<apiVersion>. */
   apiBasePath?: string;
   /** Check the server's x-jws-signature on subscription responses; default true. */
   verifyResponseSignatures?: boolean;
@@ -98,7 +104,7 @@ export interface SubscribeInput {
   callbackUrl?: string;
   /** UK.OBIE.* codes; absent: every type. */
   eventTypes?: string[];
-  /** Default '3.1'. */
+  /** Default: the client's API version without the v ('4.0' or '3.1'). */
   version?: string;
 }
 
@@ -142,9 +148,11 @@ export function createTppClient(opts: TppClientOptions): TppClient {
   return new Client(opts);
 }
 
-const DEFAULT_API_BASE_PATH = '/open-banking/v3.1';
+/** The OBIE API versions the SDK speaks. */
+export const TPP_API_VERSIONS = ['v4.0', 'v3.1'] as const;
+export type TppApiVersion = (typeof TPP_API_VERSIONS)[number];
+const DEFAULT_API_VERSION: TppApiVersion = 'v4.0';
 const DEFAULT_TRUST_ANCHOR = 'openbanking.org.uk';
-const DEFAULT_VERSION = '3.1';
 const SUBSCRIPTIONS = '/event-subscriptions';
 
 class Client implements TppClient {
@@ -153,6 +161,8 @@ class Client implements TppClient {
   private readonly baseUrl: string;
   private readonly expectedIssuer: string | undefined;
   private readonly apiBase: string;
+  /** The default subscription Version: '4.0' or '3.1'. */
+  private readonly defaultVersion: string;
   private readonly now: () => number;
   private readonly signing: { jwk: JWK; keyObject: KeyObject; kid: string } | undefined;
   private readonly tokens: AccessTokenSource;
@@ -166,7 +176,15 @@ class Client implements TppClient {
     this.clientId = opts.clientId;
     this.baseUrl = base.replace(/\/+$/, '');
     this.expectedIssuer = opts.issuerUrl;
-    this.apiBase = `${this.baseUrl}${opts.apiBasePath ?? DEFAULT_API_BASE_PATH}`;
+    const apiVersion = opts.apiVersion ?? DEFAULT_API_VERSION;
+    if (!TPP_API_VERSIONS.includes(apiVersion)) {
+      throw new TppError(
+        'configuration',
+        `apiVersion must be one of ${TPP_API_VERSIONS.join(', ')}`,
+      );
+    }
+    this.apiBase = `${this.baseUrl}${opts.apiBasePath ?? `/open-banking/${apiVersion}`}`;
+    this.defaultVersion = apiVersion.slice(1);
     const clock = opts.clock;
     this.now = clock ? () => clock.now() : Date.now;
     this.signing = opts.signingKey ? signingMaterial(opts.signingKey, opts.kid) : undefined;
@@ -202,7 +220,7 @@ class Client implements TppClient {
     const body = {
       Data: {
         ...(input.callbackUrl !== undefined ? { CallbackUrl: input.callbackUrl } : {}),
-        Version: input.version ?? DEFAULT_VERSION,
+        Version: input.version ?? this.defaultVersion,
         ...(input.eventTypes !== undefined ? { EventTypes: input.eventTypes } : {}),
       },
     };

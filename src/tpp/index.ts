@@ -5,10 +5,12 @@
 // See the README's "TPP SDK" section.
 export {
   createTppClient,
+  TPP_API_VERSIONS,
   type Subscription,
   type SubscribeInput,
   type SubscriptionChanges,
   type TppClient,
+  type TppApiVersion,
   type TppClientOptions,
 } from './client.js';
 export type { TokenAuthMethod } from './accessTokens.js';

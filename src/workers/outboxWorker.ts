@@ -143,7 +143,7 @@ export class OutboxWorker {
     const results: RowResult[] = [];
     const valid: { id: number; input: EventInput }[] = [];
     for (const row of rows) {
-      const parsed = parseEventInput(row.event);
+      const parsed = parseEventInput(row.event, this.deps.publisher.eventTypes);
       if (parsed.ok) valid.push({ id: row.id, input: parsed.event });
       else {
         const why = parsed.problems.map((p) => `${p.path || 'event'}: ${p.message}`).join('; ');

@@ -23,6 +23,9 @@ export function sdkClient(
     key: tpp.keyPem,
     ca: readPki().ca,
     signingKey: tpp.signingKey,
+    // The SDK's tests of v3.1 behaviour; test/apiVersions.test.ts and tppSdk's own default test
+    // cover v4.0.
+    apiVersion: 'v3.1',
     ...opts,
   });
 }

@@ -29,15 +29,18 @@ export async function eventsPublish(o: EventsPublishOptions): Promise<void> {
     const link =
       o.link ??
       `${config.http.publicUrl}/open-banking/${o.version.startsWith('v') ? o.version : `v${o.version}`}/${encodeURIComponent(o.subjectType)}/${encodeURIComponent(o.subjectId)}`;
-    const parsed = parseEventInput({
-      clientId: o.clientId,
-      type: o.type,
-      subject: { id: o.subjectId, type: o.subjectType, links: [{ version: o.version, link }] },
-      ...(o.txn !== undefined ? { txn: o.txn } : {}),
-      ...(o.reason !== undefined ? { reason: o.reason } : {}),
-      ...(o.withResourceUpdate ? { withResourceUpdate: true } : {}),
-      ...(o.idempotencyKey !== undefined ? { idempotencyKey: o.idempotencyKey } : {}),
-    });
+    const parsed = parseEventInput(
+      {
+        clientId: o.clientId,
+        type: o.type,
+        subject: { id: o.subjectId, type: o.subjectType, links: [{ version: o.version, link }] },
+        ...(o.txn !== undefined ? { txn: o.txn } : {}),
+        ...(o.reason !== undefined ? { reason: o.reason } : {}),
+        ...(o.withResourceUpdate ? { withResourceUpdate: true } : {}),
+        ...(o.idempotencyKey !== undefined ? { idempotencyKey: o.idempotencyKey } : {}),
+      },
+      publisher.eventTypes,
+    );
     if (!parsed.ok) {
       const p = parsed.problems[0]!;
       throw new CliError(`${flagFor(p.path)}: ${p.message}`);

@@ -3,8 +3,8 @@
 // reported to the server (setErrs) and named on stderr, never printed.
 // Without --follow: what is waiting now, then exit. With --follow: long-polls until SIGINT or
 // SIGTERM, then acknowledges what it printed and exits 0.
-import { createTppClient } from '../../tpp/index.js';
-import type { VerifiedSet } from '../../tpp/index.js';
+import { createTppClient, TPP_API_VERSIONS } from '../../tpp/index.js';
+import type { TppApiVersion, VerifiedSet } from '../../tpp/index.js';
 import { cliConfig, printJson } from '../context.js';
 import { CliError } from '../index.js';
 import { readPrivateJwkFile, readTextFile } from '../files.js';
@@ -19,6 +19,8 @@ export interface TppPollOptions {
   issuer?: string;
   follow?: boolean;
   maxEvents?: string;
+  /** v4.0 (default) or v3.1. */
+  apiVersion?: string;
 }
 
 export async function tppPoll(o: TppPollOptions): Promise<void> {
@@ -28,7 +30,12 @@ export async function tppPoll(o: TppPollOptions): Promise<void> {
   if (maxEvents !== undefined && !(Number.isInteger(maxEvents) && maxEvents >= 1)) {
     throw new CliError('--max-events must be a whole number of at least 1');
   }
+  const apiVersion = (o.apiVersion ?? 'v4.0') as TppApiVersion;
+  if (!TPP_API_VERSIONS.includes(apiVersion)) {
+    throw new CliError(`--api-version must be one of ${TPP_API_VERSIONS.join(', ')}`);
+  }
   const client = createTppClient({
+    apiVersion,
     baseUrl: o.url ?? `https://localhost:${cliConfig().config.http.port}`,
     ...(o.issuer !== undefined ? { issuerUrl: o.issuer } : {}),
     clientId: o.clientId,

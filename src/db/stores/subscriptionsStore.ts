@@ -11,6 +11,7 @@ interface SubscriptionRow {
   callback_url: string | null;
   version: string;
   event_types: string[] | null;
+  api_version: string;
   created_at: Date;
   updated_at: Date;
 }
@@ -23,6 +24,8 @@ export interface StoredSubscription {
   version: string;
   /** null: every supported type. */
   eventTypes: EventTypeCode[] | null;
+  /** The API version it was created through (`v3.1`, `v4.0`); never changes. */
+  apiVersion: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -36,6 +39,7 @@ function toSubscription(r: SubscriptionRow): StoredSubscription {
     callbackUrl: r.callback_url,
     version: r.version,
     eventTypes: r.event_types as EventTypeCode[] | null,
+    apiVersion: r.api_version,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -55,7 +59,7 @@ export class SubscriptionsStore {
 
   /** Inserts the client's subscription; undefined when the client already has one. */
   async insert(
-    s: SubscriptionFields & { subscriptionId: string; clientId: string },
+    s: SubscriptionFields & { subscriptionId: string; clientId: string; apiVersion: string },
   ): Promise<StoredSubscription | undefined> {
     const rows = await this.knex<SubscriptionRow>(EVENT_SUBSCRIPTIONS)
       .insert({
@@ -64,6 +68,7 @@ export class SubscriptionsStore {
         callback_url: s.callbackUrl,
         version: s.version,
         event_types: s.eventTypes,
+        api_version: s.apiVersion,
       })
       .onConflict('client_id')
       .ignore()

@@ -6,6 +6,7 @@
 import express, { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import { parseEventInput, type EventInput } from '../../domain/eventInput.js';
+import type { EventTypeCatalog } from '../../domain/eventTypes.js';
 import type { Publisher } from '../../domain/publishing.js';
 import { AppError, detail, type ErrorDetail } from '../../errors.js';
 import { requireAdminSignature } from './hmacAuth.js';
@@ -33,7 +34,7 @@ export function adminEventsRouter(deps: AdminEventsDeps): Router {
     async (req, res) => {
       if (!req.is('application/json'))
         throw new AppError('unsupported_media_type', 'send application/json');
-      const inputs = parseBatch((req as { rawBody?: Buffer }).rawBody!);
+      const inputs = parseBatch((req as { rawBody?: Buffer }).rawBody!, deps.publisher.eventTypes);
       const outcomes = await deps.publisher.publish(inputs);
       res.json({ results: outcomes });
     },
@@ -41,7 +42,7 @@ export function adminEventsRouter(deps: AdminEventsDeps): Router {
   return router;
 }
 
-function parseBatch(raw: Buffer): EventInput[] {
+function parseBatch(raw: Buffer, eventTypes: EventTypeCatalog): EventInput[] {
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -74,7 +75,7 @@ function parseBatch(raw: Buffer): EventInput[] {
   const problems: ErrorDetail[] = [];
   const inputs: EventInput[] = [];
   events.forEach((e, i) => {
-    const r = parseEventInput(e);
+    const r = parseEventInput(e, eventTypes);
     if (r.ok) inputs.push(r.event);
     else
       for (const p of r.problems)

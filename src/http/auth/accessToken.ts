@@ -1,4 +1,4 @@
-// The resource server's guard for every /open-banking/v3.1/* route (FAPI 1 §6.2.1, RFC 6750,
+// The resource server's guard for every /open-banking/v*/ route (FAPI 1 §6.2.1, RFC 6750,
 // RFC 8705 §3): a bound access token in the Authorization header, verified, presented over the
 // certificate it was issued for, of a client still active, with a scope the route accepts.
 // What it leaves in the request context (clientId, scopes) is the only identity later code uses;
@@ -25,7 +25,7 @@ export function requireAccessToken(
   const accepted = new Set(opts.scopes);
   return async (req, res, next) => {
     const ctx = requestContext(res);
-    // Usually authenticateApiRequests has verified the token already, before anything read the
+    // Usually authenticateCaller has verified the token already, before anything read the
     // body; the scope is this route's own rule.
     if (ctx.clientId === undefined || ctx.scopes === undefined) await authenticate(deps, req, res);
     checkScope(ctx.scopes!, accepted);
@@ -34,26 +34,17 @@ export function requireAccessToken(
 }
 
 /**
- * Verifies the access token of every /open-banking/v3.1/* request (except the public OpenAPI
- * document) BEFORE its body is parsed or validated: an unauthenticated caller learns nothing
- * about the API and costs us no parsing. Each route then checks its scopes (requireAccessToken).
+ * Verifies the access token of every request of an OBIE API router (src/http/routes/obieApi.ts
+ * mounts it first, before any route, body parser or validator): an unauthenticated caller learns
+ * nothing about the API and costs us no parsing. Each route then checks its scopes
+ * (requireAccessToken).
  */
-export function authenticateApiRequests(
-  deps: AccessTokenDeps,
-  publicPaths: readonly string[],
-): RequestHandler {
-  const open = new Set(publicPaths);
+export function authenticateCaller(deps: AccessTokenDeps): RequestHandler {
   return async (req, res, next) => {
-    if (!req.path.startsWith(`${API_PREFIX}/`) || open.has(req.path)) {
-      next();
-      return;
-    }
     await authenticate(deps, req, res);
     next();
   };
 }
-
-export const API_PREFIX = '/open-banking/v3.1';
 
 async function authenticate(deps: AccessTokenDeps, req: Request, res: Response): Promise<void> {
   const ctx = requestContext(res);

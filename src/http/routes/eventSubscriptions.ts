@@ -1,26 +1,33 @@
-// /open-banking/v3.1/event-subscriptions — the OBIE Event Subscription API (3.1.11). Thin: the
-// request has already matched openapi/openapi.yaml (src/http/openapi.ts); each route
-// authenticates the client (access token), checks the request signature where OBIE requires one
-// (POST, PUT), hands the body to src/domain/subscriptions.ts, and sends the answer:
+// {basePath}/event-subscriptions — the OBIE Event Subscription API (3.1.11 and 4.0: the same
+// bodies). Thin: mounted by src/http/routes/obieApi.ts once per API version, after the access
+// token was verified; each route checks its scope, reads and validates the body (`body`: the
+// body policy and the version's OpenAPI validator), checks the request signature where OBIE
+// requires one (POST, PUT), hands the body to src/domain/subscriptions.ts with the API version,
+// and sends the answer:
 //   POST   201 OBEventSubscriptionResponse1   signed
 //   GET    200 OBEventSubscriptionsResponse1  signed (an empty list when there is none)
 //   PUT    200 OBEventSubscriptionResponse1   signed
 //   DELETE 204                                not signed (no body)
 // A signed response is serialised once; the signature covers exactly the bytes sent.
-import { Router, type Request, type Response } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import type { Config } from '../../config.js';
 import type { StoredSubscription, Subscriptions } from '../../domain/subscriptions.js';
 import type { RequestSignatures } from '../../domain/requestSignatures.js';
 import type { ResponseSigner } from '../../domain/responseSigner.js';
 import type { Tokens } from '../../domain/tokens.js';
+import type { ApiProfile } from '../apiProfiles.js';
 import { requireAccessToken, SUBSCRIPTION_SCOPES } from '../auth/accessToken.js';
+import { rawBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
+import { methodNotAllowed } from '../errorMapper.js';
 import { sendPreparedJson } from '../jsonBytes.js';
-import { rawBody } from '../openapi.js';
 import type { components, operations } from '../openapi-types.js';
 
+/** Relative to the API version's base path. */
+export const EVENT_SUBSCRIPTIONS = '/event-subscriptions';
+/** The v3.1 path (kept for callers that name it). */
 export const EVENT_SUBSCRIPTIONS_PATH = '/open-banking/v3.1/event-subscriptions';
-const ITEM_PATH = `${EVENT_SUBSCRIPTIONS_PATH}/:EventSubscriptionId`;
+const ITEM = `${EVENT_SUBSCRIPTIONS}/:EventSubscriptionId`;
 
 type Schemas = components['schemas'];
 type CreateRequest = Schemas['OBEventSubscription1'];
@@ -40,11 +47,17 @@ export interface EventSubscriptionsDeps {
   };
 }
 
-export function eventSubscriptionsRouter(deps: EventSubscriptionsDeps): Router {
+/** Adds the subscription routes of `profile` to `router` (mounted at the profile's base path). */
+export function eventSubscriptionRoutes(
+  router: Router,
+  deps: EventSubscriptionsDeps,
+  profile: ApiProfile,
+  body: RequestHandler[],
+): void {
   const { subscriptions, requestSignatures, responseSigner } = deps.services;
-  const authenticated = requireAccessToken(deps, { scopes: SUBSCRIPTION_SCOPES });
-  const base = `${deps.config.http.publicUrl}${EVENT_SUBSCRIPTIONS_PATH}`;
-  const router = Router();
+  const api = profile.version;
+  const authorised = requireAccessToken(deps, { scopes: SUBSCRIPTION_SCOPES });
+  const base = `${deps.config.http.publicUrl}${profile.basePath}${EVENT_SUBSCRIPTIONS}`;
 
   const checkSignature = async (req: Request, res: Response) =>
     requestSignatures.check(
@@ -53,10 +66,10 @@ export function eventSubscriptionsRouter(deps: EventSubscriptionsDeps): Router {
       rawBody(req) ?? Buffer.alloc(0),
     );
 
-  const sendSigned = async (res: Response, status: number, body: object) => {
-    const text = JSON.stringify(body);
+  const sendSigned = async (res: Response, status: number, payload: object) => {
+    const text = JSON.stringify(payload);
     res.setHeader('x-jws-signature', await responseSigner.sign(text));
-    sendPreparedJson(res, status, body, text);
+    sendPreparedJson(res, status, payload, text);
   };
 
   const one = (s: StoredSubscription): SubscriptionResponse => ({
@@ -65,10 +78,10 @@ export function eventSubscriptionsRouter(deps: EventSubscriptionsDeps): Router {
     Meta: {},
   });
 
-  router.post(EVENT_SUBSCRIPTIONS_PATH, authenticated, async (req, res) => {
+  router.post(EVENT_SUBSCRIPTIONS, authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { Data } = req.body as CreateRequest;
-    const created = await subscriptions.create(clientIdOf(res), {
+    const created = await subscriptions.create(clientIdOf(res), api, {
       callbackUrl: Data.CallbackUrl,
       version: Data.Version,
       eventTypes: Data.EventTypes,
@@ -76,21 +89,21 @@ export function eventSubscriptionsRouter(deps: EventSubscriptionsDeps): Router {
     await sendSigned(res, 201, one(created));
   });
 
-  router.get(EVENT_SUBSCRIPTIONS_PATH, authenticated, async (_req, res) => {
-    const found = await subscriptions.get(clientIdOf(res));
-    const body: SubscriptionsResponse = {
+  router.get(EVENT_SUBSCRIPTIONS, authorised, ...body, async (_req, res) => {
+    const found = await subscriptions.getThrough(clientIdOf(res), api);
+    const payload: SubscriptionsResponse = {
       Data: { EventSubscription: found ? [toData(found)] : [] },
       Links: { Self: base },
       Meta: {},
     };
-    await sendSigned(res, 200, body);
+    await sendSigned(res, 200, payload);
   });
 
-  router.put(ITEM_PATH, authenticated, async (req, res) => {
+  router.put(ITEM, authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { EventSubscriptionId } = req.params as ItemPath;
     const { Data } = req.body as ChangeRequest;
-    const replaced = await subscriptions.replace(clientIdOf(res), EventSubscriptionId, {
+    const replaced = await subscriptions.replace(clientIdOf(res), api, EventSubscriptionId, {
       subscriptionId: Data.EventSubscriptionId,
       callbackUrl: Data.CallbackUrl,
       version: Data.Version,
@@ -99,13 +112,14 @@ export function eventSubscriptionsRouter(deps: EventSubscriptionsDeps): Router {
     await sendSigned(res, 200, one(replaced));
   });
 
-  router.delete(ITEM_PATH, authenticated, async (req, res) => {
+  router.delete(ITEM, authorised, ...body, async (req, res) => {
     const { EventSubscriptionId } = req.params as ItemPath;
-    await subscriptions.delete(clientIdOf(res), EventSubscriptionId);
+    await subscriptions.delete(clientIdOf(res), api, EventSubscriptionId);
     res.status(204).end();
   });
 
-  return router;
+  router.all(EVENT_SUBSCRIPTIONS, methodNotAllowed(['POST', 'GET']));
+  router.all(ITEM, methodNotAllowed(['PUT', 'DELETE']));
 }
 
 /** OBIE field order; optional members left out when they have no value. */

@@ -1,19 +1,27 @@
-// POST /open-banking/v3.1/events — the Aggregated Polling API. Thin: authenticate, hand the body
-// to the polling domain, answer 200 (DECISIONS.md: always 200 with both members). A request
-// the client abandons stops its long poll.
-import express, { Router } from 'express';
+// {basePath}/events — the Aggregated Polling API (3.1.11 and 4.0: the same bodies). Thin: mounted
+// by src/http/routes/obieApi.ts once per API version, after the access token was verified;
+// checks the scope, reads and validates the body, hands it to the polling domain, answers 200
+// (DECISIONS.md: always 200 with both members). A request the client abandons stops its long
+// poll.
+import type { RequestHandler, Router } from 'express';
 import type { Polling } from '../../domain/polling.js';
 import { AppError } from '../../errors.js';
 import { requireAccessToken, POLLING_SCOPES, type AccessTokenDeps } from '../auth/accessToken.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
 
+/** Relative to the API version's base path. */
+export const EVENTS = '/events';
+/** The v3.1 path (kept for callers that name it). */
 export const EVENTS_PATH = '/open-banking/v3.1/events';
 
-export function eventsRouter(deps: AccessTokenDeps & { polling: Polling }): Router {
-  const router = Router();
+export function eventsRoutes(
+  router: Router,
+  deps: AccessTokenDeps & { polling: Polling },
+  body: RequestHandler[],
+): void {
   router.post(
-    EVENTS_PATH,
+    EVENTS,
     requireAccessToken(deps, { scopes: POLLING_SCOPES }),
     (req, _res, next) => {
       // A body of another media type is refused before anything tries to parse it.
@@ -21,7 +29,7 @@ export function eventsRouter(deps: AccessTokenDeps & { polling: Polling }): Rout
         throw new AppError('unsupported_media_type', 'send application/json');
       next();
     },
-    express.json({ limit: '64kb', strict: false }),
+    ...body,
     async (req, res) => {
       const aborted = new AbortController();
       res.on('close', () => aborted.abort());
@@ -30,6 +38,5 @@ export function eventsRouter(deps: AccessTokenDeps & { polling: Polling }): Rout
       res.status(200).json(answer);
     },
   );
-  router.all(EVENTS_PATH, methodNotAllowed(['POST']));
-  return router;
+  router.all(EVENTS, methodNotAllowed(['POST']));
 }

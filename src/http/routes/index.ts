@@ -1,6 +1,6 @@
 // Which routers each listener mounts, in order. Each route file builds one express Router from
 // the services it needs; this list is the table of contents of the HTTP surface.
-import { Router } from 'express';
+import type { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../logger.js';
@@ -10,11 +10,11 @@ import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
 import { adminOperationsRouter } from '../admin/operationsRoute.js';
 import { consoleRouter } from '../console/consoleRouter.js';
-import { authenticateApiRequests } from '../auth/accessToken.js';
-import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
+import { API_PROFILES, V3_1_PROFILE } from '../apiProfiles.js';
+import { loadOpenApiDocument, openApiRouter } from '../openapi.js';
+import { documentFor } from '../openapiDocuments.js';
 import { discoveryRouter } from './discovery.js';
-import { eventSubscriptionsRouter } from './eventSubscriptions.js';
-import { eventsRouter } from './events.js';
+import { obieApiRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
 
 export interface RouteDeps {
@@ -25,27 +25,24 @@ export interface RouteDeps {
   metrics?: Metrics;
 }
 
-/** The API listener (mTLS): discovery, JWKS, token, and the OBIE event APIs. */
+/** The API listener (mTLS): discovery, JWKS, token, and the OBIE event APIs per version. */
 export function apiRouters(deps: RouteDeps): Router[] {
+  const base = loadOpenApiDocument();
+  const documentOptions = { eventTypes: deps.services.eventTypes.codes() };
   return [
-    // First the caller: an access token on every /open-banking/v3.1/* request but the document.
-    authenticateRouter(deps),
-    // Then every request below is checked against openapi/openapi.yaml.
+    // The root paths (discovery, JWKS, token) checked against openapi/openapi.yaml.
     openApiRouter({
-      openApi: loadOpenApiDocument(),
+      openApi: documentFor(base, V3_1_PROFILE, documentOptions),
       validateResponses: deps.config.http.validateResponses,
     }),
     discoveryRouter(deps),
     tokenRouter(deps),
-    eventSubscriptionsRouter(deps),
-    eventsRouter({ ...deps, polling: deps.services.polling }),
+    // One router per OBIE API version: the access token first, then each route's body and
+    // validation (src/http/routes/obieApi.ts).
+    ...API_PROFILES.map((profile) =>
+      obieApiRouter(deps, profile, documentFor(base, profile, documentOptions)),
+    ),
   ];
-}
-
-function authenticateRouter(deps: RouteDeps): Router {
-  const router = Router();
-  router.use(authenticateApiRequests(deps, [OPENAPI_PATH]));
-  return router;
 }
 
 /** The admin listener (bank side): metrics, publishing, deliveries. Health is built in. */

@@ -1,12 +1,11 @@
 // POST /token: the client credentials grant (src/domain/tokens.ts does the work). Form-encoded
 // body with a small limit; answers are never cached (RFC 6749 §5.1).
-import express, { Router, type RequestHandler } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { OAuthError } from '../../errors.js';
+import { parseTokenForm } from '../bodyPolicy.js';
 import { identifyClient, requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
-
-const parseForm = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
 
 // Body parser failures on this endpoint are OAuth errors, not OBIE ones.
 const formBody: RequestHandler = (req, res, next) => {
@@ -19,7 +18,7 @@ const formBody: RequestHandler = (req, res, next) => {
     );
     return;
   }
-  parseForm(req, res, (err?: unknown) => {
+  parseTokenForm(req, res, (err?: unknown) => {
     if (err === undefined) next();
     else
       next(

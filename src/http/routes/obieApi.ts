@@ -1,0 +1,69 @@
+// One OBIE API version's router, mounted at its base path (/open-banking/v3.1, /open-banking/v4.0)
+// with the version's profile (src/http/apiProfiles.ts). Route matching and the order of checks are
+// one thing here: every request that reaches this router goes through the same steps, in order,
+// and no other router reads an OBIE request's body:
+//   1. the profile          the error model of every answer below, 404s included
+//   2. GET /openapi.json    public: the version's OpenAPI document
+//   3. the access token     every other path, known or not (401 before anything else)
+//   4. payload-version      the optional v4.0 header, logged
+//   5. per route: its scope, its body policy (src/http/bodyPolicy.ts), the version's OpenAPI
+//      validator, the handler; a known path with another method is 405 with Allow
+//   6. anything else        404
+// The router is case-sensitive (so is the mount): `/OPEN-BANKING/V3.1/events` matches nothing, reads
+// nothing and is a 404 from the root router.
+import { Router, type RequestHandler } from 'express';
+import { AppError } from '../../errors.js';
+import { selectProfile, type ApiProfile } from '../apiProfiles.js';
+import { authenticateCaller } from '../auth/accessToken.js';
+import { obieJsonBody } from '../bodyPolicy.js';
+import { requestContext } from '../context.js';
+import { methodNotAllowed } from '../errorMapper.js';
+import { openApiValidator, type OpenApiDocument } from '../openapi.js';
+import { eventSubscriptionRoutes } from './eventSubscriptions.js';
+import { eventsRoutes } from './events.js';
+import type { RouteDeps } from './index.js';
+
+export const OPENAPI_DOCUMENT = '/openapi.json';
+
+export function obieApiRouter(
+  deps: RouteDeps,
+  profile: ApiProfile,
+  openApi: OpenApiDocument,
+): Router {
+  const api = Router({ caseSensitive: true });
+  api.use((_req, res, next) => {
+    selectProfile(res, profile);
+    next();
+  });
+  api.get(OPENAPI_DOCUMENT, (_req, res) => {
+    res.setHeader('Cache-Control', 'public, max-age=300');
+    res.type('application/json').send(openApi.text);
+  });
+  api.all(OPENAPI_DOCUMENT, methodNotAllowed(['GET']));
+  api.use(authenticateCaller(deps));
+  if (profile.payloadVersionHeader) api.use(payloadVersion);
+
+  const body = [obieJsonBody, ...openApiValidator(openApi, deps.config.http.validateResponses)];
+  eventSubscriptionRoutes(api, deps, profile, body);
+  eventsRoutes(api, { ...deps, polling: deps.services.polling }, body);
+  api.use((req, _res, next) => {
+    next(new AppError('not_found', `no endpoint ${req.method} ${req.originalUrl.split('?')[0]}`));
+  });
+
+  const mounted = Router({ caseSensitive: true });
+  mounted.use(profile.basePath, api);
+  return mounted;
+}
+
+/**
+ * `payload-version` (OBIE 4.0, optional, a migration aid): the payloads of these APIs are the same
+ * in 3.1.11 and 4.0, so it changes nothing; it is logged with the request, and the OpenAPI
+ * validator checks its length.
+ */
+const payloadVersion: RequestHandler = (req, res, next) => {
+  const value = req.get('payload-version');
+  if (value !== undefined) {
+    requestContext(res).log.debug({ payloadVersion: value.slice(0, 40) }, 'payload-version');
+  }
+  next();
+};
