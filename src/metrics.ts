@@ -180,6 +180,7 @@ export function registerCollectedGauges(metrics: Metrics, sources: MetricsSource
       this.set({ state: 'pending' }, tarn.numPendingAcquires());
     },
   });
+  registerDatabaseTotals(metrics, sources.knex);
   const longPolls = sources.longPolls;
   if (longPolls) {
     new client.Gauge({
@@ -276,4 +277,138 @@ export function pushMetricsHooks(metrics: Metrics): PushHooks {
       refreshBreakers();
     },
   };
+}
+
+/**
+ * Totals read from the database at scrape time, so they count every way in (admin API, CLI,
+ * outbox worker) on every replica, unlike the process-local counters above: every replica's
+ * /metrics shows the same values (aggregate them with max(), not sum()). Rows deleted by
+ * retention are added back from metric_totals (migration 20261201150000), so the totals only grow.
+ * Like the gauges above, computed at most every 10 s; the previous values stay while the
+ * database does not answer.
+ */
+function registerDatabaseTotals(metrics: Metrics, knex: Knex): void {
+  const registers = [metrics.registry];
+  let totals: DatabaseTotals | undefined;
+  let refreshing: Promise<void> | undefined;
+  let refreshedAt = 0;
+  const refresh = (): Promise<void> => {
+    if (refreshing) return refreshing;
+    if (Date.now() - refreshedAt < 10_000) return Promise.resolve();
+    refreshing = readDatabaseTotals(knex)
+      .then((t) => {
+        totals = t;
+        refreshedAt = Date.now();
+      })
+      .catch(() => {})
+      .finally(() => (refreshing = undefined));
+    return refreshing;
+  };
+  // prom-client counters only go up by inc(): set each to the database's value at collect time.
+  const setTo = (c: client.Counter<string>, labels: Record<string, string>, value: number) => {
+    if (value > 0) c.inc(labels, value);
+  };
+
+  new client.Counter({
+    name: 'ob_events_sets_created_total',
+    help: 'SETs created, by every replica and every way in (admin API, CLI, outbox); read from the database',
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      if (totals) setTo(this, {}, totals.created);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_sets_resolved_total',
+    help: 'SETs that left pending, by resolution (ack, set_err, push_accepted, push_rejected, subscription_deleted, ...), all replicas; read from the database',
+    labelNames: ['resolution'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [resolution, n] of totals?.resolved ?? []) setTo(this, { resolution }, n);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_sets_polled_total',
+    help: 'SETs returned in poll responses (redeliveries after a lease counted again), all replicas; read from the database',
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      if (totals) setTo(this, {}, totals.polled);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_push_attempts_recorded_total',
+    help: 'Push attempts recorded by every replica and worker, by outcome (accepted, rejected, retry, failed); read from the database',
+    labelNames: ['outcome'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [outcome, n] of totals?.pushAttempts ?? []) setTo(this, { outcome }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_sets',
+    help: 'SETs stored now, by delivery state (pending, acknowledged, errored, discarded); resolved ones stay for EVENT_RETENTION_DAYS',
+    labelNames: ['state'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [state, n] of totals?.byState ?? []) this.set({ state }, n);
+    },
+  });
+}
+
+interface DatabaseTotals {
+  created: number;
+  polled: number;
+  resolved: Map<string, number>;
+  byState: Map<string, number>;
+  pushAttempts: Map<string, number>;
+}
+
+async function readDatabaseTotals(knex: Knex): Promise<DatabaseTotals> {
+  // One statement, so the rows counted and the rows deleted come from the same snapshot (a
+  // retention batch committing meanwhile is seen on both sides or on neither).
+  const { rows } = await knex.raw<{
+    rows: { kind: string; label: string; n: number; polled: number }[];
+  }>(
+    `SELECT 'set' AS kind, state || ':' || coalesce(resolution, '') AS label,
+            count(*)::bigint AS n, coalesce(sum(poll_count), 0)::bigint AS polled
+       FROM event_deliveries GROUP BY state, resolution
+     UNION ALL
+     SELECT 'push', outcome, count(*)::bigint, 0 FROM push_attempts GROUP BY outcome
+     UNION ALL
+     SELECT metric, label, value, 0 FROM metric_totals`,
+  );
+  const t: DatabaseTotals = {
+    ...{ created: 0, polled: 0 },
+    ...{ resolved: new Map(), byState: new Map(), pushAttempts: new Map() },
+  };
+  const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+  for (const r of rows) {
+    const n = Number(r.n);
+    if (r.kind === 'set') {
+      const [state = '', resolution = ''] = r.label.split(':');
+      t.created += n;
+      t.polled += Number(r.polled);
+      add(t.byState, state, n);
+      if (resolution) add(t.resolved, resolution, n);
+    } else if (r.kind === 'push') {
+      add(t.pushAttempts, r.label, n);
+    } else if (r.kind === 'sets_deleted') {
+      t.created += n;
+      if (r.label !== 'pending') add(t.resolved, r.label, n);
+    } else if (r.kind === 'sets_polled_deleted') {
+      t.polled += n;
+    } else if (r.kind === 'push_attempts_deleted') {
+      add(t.pushAttempts, r.label, n);
+    }
+  }
+  return t;
 }

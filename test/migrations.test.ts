@@ -153,6 +153,7 @@ async function insertOneOfEach(knex: Knex): Promise<void> {
   await knex('event_outbox').insert({
     event: JSON.stringify({ clientId: 'tpp-1', type: 'UK.OBIE.Resource.Update' }),
   });
+  await knex('metric_totals').insert({ metric: 'sets_deleted', label: 'ack', value: 1 });
 }
 
 /** Functions and triggers of our own in the public schema (migrations must drop theirs). */
