@@ -71,6 +71,15 @@ describe('metrics totals from the database', () => {
     expect(value(text, 'ob_events_sets{state="pending"}')).toBe(3);
     expect(value(text, 'ob_events_sets_polled_total')).toBe(0);
     expect(text).toMatch(/# TYPE ob_events_sets_created_total counter/);
+    expect(value(text, 'ob_events_outbox_rows{state="done"}')).toBe(1);
+    expect(value(text, 'ob_events_outbox_oldest_new_age_seconds')).toBe(0);
+    expect(value(text, 'ob_events_ready')).toBe(1);
+    const age = value(
+      text,
+      `ob_events_oldest_pending_age_seconds_by_client{client_id="${clientId}"}`,
+    );
+    expect(age).toBeGreaterThanOrEqual(0);
+    expect(age).toBeLessThan(600);
   });
 
   it('when SETs are polled, acknowledged and then deleted by retention, then the totals stay (any replica sees them)', async () => {
