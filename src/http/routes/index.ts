@@ -8,6 +8,7 @@ import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { publicJwksRouter } from './publicJwks.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -59,5 +60,6 @@ export function adminRouters(deps: RouteDeps): Router[] {
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
     }),
+    ...(deps.config.http.adminPublicJwks ? [publicJwksRouter(deps.services.keys)] : []),
   ];
 }
