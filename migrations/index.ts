@@ -6,6 +6,7 @@ import * as outbox from './20261123000002_outbox.js';
 import * as push from './20261123000003_push.js';
 import * as operations from './20261201151000_operations.js';
 import * as subscriptionApiVersion from './20261201130000_subscription_api_version.js';
+import * as metricTotals from './20261201150000_metric_totals.js';
 
 export interface Migration {
   name: string;
@@ -18,5 +19,6 @@ export const migrations: readonly Migration[] = [
   outbox,
   push,
   subscriptionApiVersion,
+  metricTotals,
   operations,
 ];

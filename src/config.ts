@@ -124,6 +124,7 @@ const envSchema = z.object({
   TLS_CLIENT_CA_FILE: nonEmpty.default('certs/dev/ca.crt'),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   VALIDATE_RESPONSES: bool.default(false),
+  ADMIN_PUBLIC_JWKS: bool.default(true),
 
   CLIENT_CERT_HEADER: z
     .string()
@@ -209,6 +210,8 @@ export interface Config {
     shutdownTimeoutMs: number;
     /** Check every API response against openapi/openapi.yaml (tests, staging): a mismatch is a 500. */
     validateResponses: boolean;
+    /** Also serve the public JWKS at GET /jwks on the admin listener, without mTLS (README). */
+    adminPublicJwks: boolean;
     /** TLS-terminating proxy mode: client certificate taken from this header, only from trusted proxies. */
     clientCertHeader: string | undefined;
     trustedProxies: string[];
@@ -328,6 +331,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       devPkiDir: tlsConfigured ? undefined : resolve('certs/dev'),
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
       validateResponses: e.VALIDATE_RESPONSES,
+      adminPublicJwks: e.ADMIN_PUBLIC_JWKS,
       clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
       trustedProxies: e.TRUSTED_PROXIES,
     },

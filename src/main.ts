@@ -6,7 +6,6 @@ import type http from 'node:http';
 import type https from 'node:https';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
-import { devPkiComplete, writeDevPki } from './crypto/devPki.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateLatest, pendingMigrations } from './db/migrate.js';
 import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
@@ -28,23 +27,12 @@ import { ResponseSigner } from './domain/responseSigner.js';
 import { KeyRing } from './domain/signingKeys.js';
 import { Subscriptions } from './domain/subscriptions.js';
 import { Tokens } from './domain/tokens.js';
-import { createAdminApp, type Readiness } from './http/adminApp.js';
-import { createApiApp } from './http/apiApp.js';
-import { proxyCertificateOptions } from './http/clientCertificate.js';
-import { closeGracefully, createAdminServer, createApiServer, listen } from './http/listeners.js';
-import { adminRouters, apiRouters } from './http/routes/index.js';
+// Type-only: the listeners, metrics and workers load in serverModules() (bottom of the file).
+import type { Readiness } from './http/adminApp.js';
 import type { Logger } from './logger.js';
-import {
-  createMetrics,
-  metricsRouter,
-  pushMetricsHooks,
-  registerCollectedGauges,
-  type Metrics,
-} from './metrics.js';
-import { PushEngine } from './push/engine.js';
-import { OutboxWorker } from './workers/outboxWorker.js';
-import { every } from './workers/periodic.js';
-import { runRetention } from './workers/retention.js';
+import type { Metrics } from './metrics.js';
+import type { PushEngine } from './push/engine.js';
+import type { OutboxWorker } from './workers/outboxWorker.js';
 
 export interface Services {
   db: Database;
@@ -198,6 +186,12 @@ export interface StartOptions {
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
+  const modules = await serverModules();
+  const { devPkiComplete, writeDevPki, createAdminApp, createApiApp, proxyCertificateOptions } =
+    modules;
+  const { closeGracefully, createAdminServer, createApiServer, listen, adminRouters, apiRouters } =
+    modules;
+  const { createMetrics, metricsRouter, registerCollectedGauges, every, runRetention } = modules;
 
   if (config.http.devPkiDir && !devPkiComplete(config.http.devPkiDir)) {
     await writeDevPki(config.http.devPkiDir);
@@ -329,6 +323,7 @@ async function shutdown(parts: {
   services: Services;
 }): Promise<void> {
   const { logger, config, db } = parts;
+  const { closeGracefully } = await import('./http/listeners.js');
   logger.info('shutting down: no new connections, finishing requests in flight');
   parts.services.longPolls.close(); // waiting polls answer now instead of holding the shutdown
   await Promise.all([
@@ -354,6 +349,7 @@ export async function startDeliveryWorkers(deps: {
   metrics: Metrics;
 }): Promise<{ outbox: OutboxWorker; push: PushEngine }> {
   const { config, db, logger } = deps;
+  const { OutboxWorker, PushEngine, pushMetricsHooks } = await serverModules();
   const outbox = new OutboxWorker({
     knex: db.knex,
     publisher: deps.services.publisher,
@@ -388,5 +384,33 @@ export async function readiness(db: Database): Promise<Readiness> {
   return {
     ready: Object.values(checks).every((c) => c.ok) && checks.migrations !== undefined,
     checks,
+  };
+}
+
+/**
+ * The server's heavier modules (express, the OpenAPI validator, prom-client, undici, node-forge),
+ * loaded when a server or worker starts, not when a CLI command imports buildServices: a
+ * command like `clients list` then loads about half the modules and starts twice as fast
+ * (bench/cli.bench.ts). Keep listener, HTTP and worker imports in here.
+ */
+async function serverModules() {
+  const [devPki, adminApp, apiApp, clientCert, listeners, routes, metrics] = await Promise.all([
+    import('./crypto/devPki.js'),
+    import('./http/adminApp.js'),
+    import('./http/apiApp.js'),
+    import('./http/clientCertificate.js'),
+    import('./http/listeners.js'),
+    import('./http/routes/index.js'),
+    import('./metrics.js'),
+  ]);
+  const [engine, outbox, periodic, retention] = await Promise.all([
+    import('./push/engine.js'),
+    import('./workers/outboxWorker.js'),
+    import('./workers/periodic.js'),
+    import('./workers/retention.js'),
+  ]);
+  return {
+    ...{ ...devPki, ...adminApp, ...apiApp, ...clientCert, ...listeners, ...routes, ...metrics },
+    ...{ ...engine, ...outbox, ...periodic, ...retention },
   };
 }

@@ -6,6 +6,8 @@
 import { Router, type RequestHandler } from 'express';
 import type { Knex } from 'knex';
 import client from 'prom-client';
+import { migrations } from '../migrations/index.js';
+import { MIGRATIONS_TABLE } from './db/migrate.js';
 import type { PushHooks } from './push/hooks.js';
 
 export const PER_CLIENT_SERIES_LIMIT = 50;
@@ -180,6 +182,7 @@ export function registerCollectedGauges(metrics: Metrics, sources: MetricsSource
       this.set({ state: 'pending' }, tarn.numPendingAcquires());
     },
   });
+  registerDatabaseTotals(metrics, sources.knex);
   const longPolls = sources.longPolls;
   if (longPolls) {
     new client.Gauge({
@@ -276,4 +279,229 @@ export function pushMetricsHooks(metrics: Metrics): PushHooks {
       refreshBreakers();
     },
   };
+}
+
+/**
+ * Totals read from the database at scrape time, so they count every way in (admin API, CLI,
+ * outbox worker) on every replica, unlike the process-local counters above: every replica's
+ * /metrics shows the same values (aggregate them with max(), not sum()). Rows deleted by
+ * retention are added back from metric_totals (migration 20261201150000), so the totals only grow.
+ * Like the gauges above, computed at most every 10 s; the previous values stay while the
+ * database does not answer.
+ */
+function registerDatabaseTotals(metrics: Metrics, knex: Knex): void {
+  const registers = [metrics.registry];
+  let totals: DatabaseTotals | undefined;
+  let ready = false;
+  let refreshing: Promise<void> | undefined;
+  let refreshedAt = 0;
+  const refresh = (): Promise<void> => {
+    if (refreshing) return refreshing;
+    if (Date.now() - refreshedAt < 10_000) return Promise.resolve();
+    refreshing = readDatabaseTotals(knex)
+      .then((t) => {
+        totals = t;
+        ready = t.schemaCurrent;
+      })
+      .catch(() => {
+        ready = false;
+      })
+      .finally(() => {
+        refreshedAt = Date.now();
+        refreshing = undefined;
+      });
+    return refreshing;
+  };
+  // prom-client counters only go up by inc(): set each to the database's value at collect time.
+  const setTo = (c: client.Counter<string>, labels: Record<string, string>, value: number) => {
+    if (value > 0) c.inc(labels, value);
+  };
+
+  new client.Counter({
+    name: 'ob_events_sets_created_total',
+    help: 'SETs created, by every replica and every way in (admin API, CLI, outbox); read from the database',
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      if (totals) setTo(this, {}, totals.created);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_sets_resolved_total',
+    help: 'SETs that left pending, by resolution (ack, set_err, push_accepted, push_rejected, subscription_deleted, ...), all replicas; read from the database',
+    labelNames: ['resolution'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [resolution, n] of totals?.resolved ?? []) setTo(this, { resolution }, n);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_sets_polled_total',
+    help: 'SETs returned in poll responses (redeliveries after a lease counted again), all replicas; read from the database',
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      if (totals) setTo(this, {}, totals.polled);
+    },
+  });
+  new client.Counter({
+    name: 'ob_events_push_attempts_recorded_total',
+    help: 'Push attempts recorded by every replica and worker, by outcome (accepted, rejected, retry, failed); read from the database',
+    labelNames: ['outcome'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [outcome, n] of totals?.pushAttempts ?? []) setTo(this, { outcome }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_sets',
+    help: 'SETs stored now, by delivery state (pending, acknowledged, errored, discarded); resolved ones stay for EVENT_RETENTION_DAYS',
+    labelNames: ['state'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [state, n] of totals?.byState ?? []) this.set({ state }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_oldest_pending_age_seconds_by_client',
+    help: `Age of each client's oldest SET awaiting acknowledgement (only while there are at most ${PER_CLIENT_SERIES_LIMIT} clients)`,
+    labelNames: ['client_id'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [clientId, age] of totals?.oldestByClient ?? [])
+        this.set({ client_id: clientId }, age);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_outbox_rows',
+    help: 'Outbox rows by state (new, done, skipped, failed); failed rows stay until an operator acts',
+    labelNames: ['state'],
+    registers,
+    async collect() {
+      await refresh();
+      this.reset();
+      for (const [state, n] of totals?.outbox ?? []) this.set({ state }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_outbox_oldest_new_age_seconds',
+    help: 'Age of the oldest outbox row not yet published (0 when none waits)',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(totals?.outboxOldestNewAge ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'ob_events_ready',
+    help: 'Whether the database answered the last scrape-time read and its schema is current (as /health/ready)',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(ready ? 1 : 0);
+    },
+  });
+}
+
+interface DatabaseTotals {
+  schemaCurrent: boolean;
+  oldestByClient: Map<string, number>;
+  outbox: Map<string, number>;
+  outboxOldestNewAge: number;
+  created: number;
+  polled: number;
+  resolved: Map<string, number>;
+  byState: Map<string, number>;
+  pushAttempts: Map<string, number>;
+}
+
+async function readDatabaseTotals(knex: Knex): Promise<DatabaseTotals> {
+  // One statement, so the rows counted and the rows deleted come from the same snapshot (a
+  // retention batch committing meanwhile is seen on both sides or on neither).
+  const { rows } = await knex.raw<{
+    rows: { kind: string; label: string; n: number; polled: number }[];
+  }>(
+    `SELECT 'set' AS kind, state || ':' || coalesce(resolution, '') AS label,
+            count(*)::bigint AS n, coalesce(sum(poll_count), 0)::bigint AS polled
+       FROM event_deliveries GROUP BY state, resolution
+     UNION ALL
+     SELECT 'push', outcome, count(*)::bigint, 0 FROM push_attempts GROUP BY outcome
+     UNION ALL
+     SELECT metric, label, value, 0 FROM metric_totals`,
+  );
+  const now = Date.now();
+  const side = await knex.raw<{
+    rows: { kind: string; label: string | null; n: number; oldest: Date | null }[];
+  }>(
+    `SELECT 'outbox' AS kind, state AS label, count(*)::bigint AS n,
+            min(created_at) FILTER (WHERE state = 'new') AS oldest
+       FROM event_outbox GROUP BY state
+     UNION ALL
+     SELECT 'migrations', NULL, count(*)::bigint, NULL FROM ${MIGRATIONS_TABLE}
+     UNION ALL
+     SELECT 'clients', NULL, count(*)::bigint, NULL FROM clients`,
+  );
+  const t: DatabaseTotals = {
+    ...{
+      schemaCurrent: false,
+      oldestByClient: new Map(),
+      outbox: new Map(),
+      outboxOldestNewAge: 0,
+    },
+    ...{ created: 0, polled: 0 },
+    ...{ resolved: new Map(), byState: new Map(), pushAttempts: new Map() },
+  };
+  let clients = 0;
+  for (const r of side.rows) {
+    if (r.kind === 'outbox' && r.label) {
+      t.outbox.set(r.label, Number(r.n));
+      if (r.oldest) t.outboxOldestNewAge = Math.max(0, (now - r.oldest.getTime()) / 1000);
+    } else if (r.kind === 'migrations') {
+      t.schemaCurrent = Number(r.n) === migrations.length;
+    } else if (r.kind === 'clients') {
+      clients = Number(r.n);
+    }
+  }
+  if (clients <= PER_CLIENT_SERIES_LIMIT) {
+    // jti is a UUIDv7: its first 48 bits are the creation time in ms, and the pending index
+    // (client_id, jti) hands out each client's smallest one without reading the events table.
+    const oldest = await knex.raw<{ rows: { client_id: string; jti: string }[] }>(
+      `SELECT client_id, min(jti::text) AS jti FROM event_deliveries WHERE state = 'pending' GROUP BY client_id`,
+    );
+    for (const r of oldest.rows) {
+      const ms = parseInt(r.jti.replace(/-/g, '').slice(0, 12), 16);
+      t.oldestByClient.set(r.client_id, Math.max(0, (now - ms) / 1000));
+    }
+  }
+  const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+  for (const r of rows) {
+    const n = Number(r.n);
+    if (r.kind === 'set') {
+      const [state = '', resolution = ''] = r.label.split(':');
+      t.created += n;
+      t.polled += Number(r.polled);
+      add(t.byState, state, n);
+      if (resolution) add(t.resolved, resolution, n);
+    } else if (r.kind === 'push') {
+      add(t.pushAttempts, r.label, n);
+    } else if (r.kind === 'sets_deleted') {
+      t.created += n;
+      if (r.label !== 'pending') add(t.resolved, r.label, n);
+    } else if (r.kind === 'sets_polled_deleted') {
+      t.polled += n;
+    } else if (r.kind === 'push_attempts_deleted') {
+      add(t.pushAttempts, r.label, n);
+    }
+  }
+  return t;
 }

@@ -37,11 +37,14 @@ function json<T>(r: CliResult): T {
   return JSON.parse(lines[0]!) as T;
 }
 
-/** Asserts failure: non-zero, nothing on stdout, one `ob-events: ...` line on stderr. */
+/**
+ * Asserts failure: non-zero, nothing on stdout, one `ob-events: ...` line on stderr besides the
+ * JSON log lines (a command that opens a database first logs which one).
+ */
 function refused(r: CliResult, reason: RegExp): void {
   expect(r.code, r.stdout + r.stderr).not.toBe(0);
   expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n').filter((l) => l !== '');
+  const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'));
   expect(lines, r.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^ob-events: /);
   expect(lines[0]).toMatch(reason);
@@ -80,14 +83,14 @@ describe('ob-events CLI', () => {
   });
 
   describe('start-up', () => {
-    it('when asked for --help, then it prints the commands and answers in under a second', async () => {
+    // How fast it answers is measured in bench/cli.bench.ts, not here.
+    it('when asked for --help, then it prints the commands', async () => {
       const r = await ob(['--help']);
       timings['--help'] = r.ms;
       expect(r.code).toBe(0);
       for (const command of ['serve', 'migrate', 'certs', 'clients', 'keys']) {
         expect(r.stdout).toContain(command);
       }
-      expect(r.ms).toBeLessThan(1_000);
     });
 
     it('when the command is unknown, then it exits non-zero with one line', async () => {

@@ -1,5 +1,6 @@
 // `ob-events <command>`: commander wiring only. Each action imports its module when it runs, so a
 // command loads what it needs and nothing else (start-up stays well under a second).
+import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 
 export class CliError extends Error {
@@ -13,6 +14,8 @@ function collectScopes(value: string): string[] {
 export function buildProgram(): Command {
   const program = new Command('ob-events')
     .description('UK Open Banking Event Notification server')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .enablePositionalOptions() // program options (--version) only before the command: `events publish --version` is its own
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({
@@ -245,6 +248,22 @@ export function buildProgram(): Command {
     .action(async () => (await import('./commands/keys.js')).keysRotate());
 
   return program;
+}
+
+/** The version in package.json (two folders up from src/cli, three from dist/src/cli). */
+function packageVersion(): string {
+  for (const up of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(new URL(up, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'ob-events' && pkg.version) return pkg.version;
+    } catch {
+      // not this folder
+    }
+  }
+  return 'unknown';
 }
 
 /** Runs the CLI; every failure ends with one line on stderr and a non-zero exit code. */

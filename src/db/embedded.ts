@@ -230,3 +230,13 @@ function isAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * True when `dataDir` holds an embedded database (initialised by `serve` or `migrate`), or its
+ * owner is starting one right now. CLI commands refuse to create one (src/cli/context.ts).
+ */
+export function embeddedDatabaseExists(dataDir: string): boolean {
+  if (fs.existsSync(path.join(dataDir, 'pgdata', 'PG_VERSION'))) return true;
+  const lock = readLock(path.join(dataDir, LOCK_FILE));
+  return lock === 'unreadable' || (lock !== undefined && isAlive(lock.pid));
+}

@@ -11,6 +11,7 @@ import { openDatabase } from '../../src/db/database.js';
 import { createKnex } from '../../src/db/database.js';
 import { migrateLatest } from '../../src/db/migrate.js';
 import { silentLogger } from '../../src/logger.js';
+import { checkObieConformance, skippedSummary } from './obieConformance.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const TMP = path.join(ROOT, '.tmp');
@@ -26,6 +27,8 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject) {
+  const obie = checkObieConformance(ROOT, process.env.CI === 'true');
+  if (obie.error) throw new Error(obie.error);
   fs.mkdirSync(TMP, { recursive: true });
   const pkiDir = path.join(TMP, 'test-pki');
   if (!devPkiComplete(pkiDir)) await writeDevPki(pkiDir);
@@ -50,6 +53,10 @@ export default async function setup(project: TestProject) {
           .join('\n')}\nStart Postgres (or set TEST_POSTGRES_URL) to run everything.\n${banner}\n`,
     );
   }
+  // Teardown, after every test file: the skipped OBIE schema checks end the run's output.
+  return () => {
+    if (!obie.available) console.warn(skippedSummary(obie));
+  };
 }
 
 function migrationsHash(): string {

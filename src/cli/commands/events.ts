@@ -1,7 +1,10 @@
 // `ob-events events publish`: creates the event (N alike with --count) for one TPP through the
 // same validation and publishing as the admin API; one JSON line per event on stdout.
+// A client id nobody registered is an error (a typo must not look like success); a registered
+// client that is revoked or not subscribed to the type is `skipped`, exit 0 (CONTRACT).
 import { parseEventInput, type EventInput } from '../../domain/eventInput.js';
-import { printJson, withServices } from '../context.js';
+import { ClientsStore } from '../../db/stores/clientsStore.js';
+import { describeDatabase, printJson, withServices } from '../context.js';
 import { CliError } from '../index.js';
 
 export interface EventsPublishOptions {
@@ -25,7 +28,7 @@ export async function eventsPublish(o: EventsPublishOptions): Promise<void> {
   if (!Number.isInteger(count) || count < 1 || count > 1_000_000) {
     throw new CliError('--count must be a whole number from 1 to 1000000');
   }
-  await withServices(async ({ publisher }, config) => {
+  await withServices(async ({ db, publisher }, config) => {
     const link =
       o.link ??
       `${config.http.publicUrl}/open-banking/${o.version.startsWith('v') ? o.version : `v${o.version}`}/${encodeURIComponent(o.subjectType)}/${encodeURIComponent(o.subjectId)}`;
@@ -44,6 +47,13 @@ export async function eventsPublish(o: EventsPublishOptions): Promise<void> {
     if (!parsed.ok) {
       const p = parsed.problems[0]!;
       throw new CliError(`${flagFor(p.path)}: ${p.message}`);
+    }
+    // Before anything is signed (the first publish may even create the signing key).
+    if (!(await ClientsStore.create(db.knex).find(o.clientId))) {
+      throw new CliError(
+        `no client ${o.clientId} in ${describeDatabase(config.database)}: check --client-id ` +
+          "(`ob-events clients list`), or DATABASE_URL / DATA_DIR if this is not the server's database",
+      );
     }
     for (let done = 0; done < count; done += BATCH) {
       const batch: EventInput[] = Array.from(

@@ -6,6 +6,7 @@
 import { loadConfig } from '../../config.js';
 import { createLogger } from '../../logger.js';
 import { startServer, type RunningServer } from '../../main.js';
+import { announceDatabase } from '../context.js';
 
 export async function serve(): Promise<void> {
   const config = loadConfig();
@@ -31,6 +32,7 @@ export async function serve(): Promise<void> {
   process.once('SIGINT', onSignal);
 
   logger.info('starting ob-events');
+  announceDatabase(logger, config.database);
   const server = await startServer({ config, logger });
   state.server = server;
   if (state.signalled) await stopAndExit(server);

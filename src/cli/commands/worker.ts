@@ -5,31 +5,19 @@
 // `serve`), but not the publishing or deliveries APIs. SIGTERM/SIGINT: stop claiming, finish the
 // requests in flight, record their outcomes, exit 0.
 import { loadConfig } from '../../config.js';
-import { openDatabase } from '../../db/database.js';
-import { migrateLatest, pendingMigrations } from '../../db/migrate.js';
 import { createAdminApp } from '../../http/adminApp.js';
 import { closeGracefully, createAdminServer, listen } from '../../http/listeners.js';
 import { createLogger } from '../../logger.js';
 import { buildServices, readiness, startDeliveryWorkers } from '../../main.js';
 import { systemClock } from '../../clock.js';
 import { createMetrics, metricsRouter, registerCollectedGauges } from '../../metrics.js';
-import { CliError } from '../index.js';
+import { openExistingDatabase } from '../context.js';
 
 export async function worker(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, format: config.log.format });
-  const db = await openDatabase(config.database, logger, 'ob-events-worker');
-  try {
-    if (config.database.migrateOnStart) {
-      const applied = await migrateLatest(db.knex);
-      if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-    } else if ((await pendingMigrations(db.knex)).length > 0) {
-      throw new CliError('the database schema is not current: run `ob-events migrate` first');
-    }
-  } catch (err) {
-    await db.close().catch(() => {});
-    throw err;
-  }
+  // Like the other commands (not `serve`): says which database, and never creates one.
+  const db = await openExistingDatabase(config, logger, 'ob-events-worker');
 
   const metrics = createMetrics();
   const services = buildServices(config, db, logger, undefined, metrics);

@@ -13,6 +13,7 @@ import { consoleRouter } from '../console/consoleRouter.js';
 import { API_PROFILES, V3_1_PROFILE } from '../apiProfiles.js';
 import { loadOpenApiDocument, openApiRouter } from '../openapi.js';
 import { documentFor } from '../openapiDocuments.js';
+import { publicJwksRouter } from './publicJwks.js';
 import { discoveryRouter } from './discovery.js';
 import { obieApiRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
@@ -70,5 +71,6 @@ export function adminRouters(deps: RouteDeps): Router[] {
       logger: deps.logger,
       secureCookies: deps.config.mode === 'production',
     }),
+    ...(deps.config.http.adminPublicJwks ? [publicJwksRouter(deps.services.keys)] : []),
   ];
 }
