@@ -8,6 +8,7 @@ import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { adminPushEndpointsRouter } from '../admin/pushEndpointsRoute.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -55,6 +56,11 @@ export function adminRouters(deps: RouteDeps): Router[] {
       clock: deps.clock,
     }),
     adminDeliveriesRouter({
+      knex: deps.services.db.knex,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+    }),
+    adminPushEndpointsRouter({
       knex: deps.services.db.knex,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
