@@ -79,6 +79,8 @@ const MAINTENANCE_MS = 60_000;
 const IDLE_ORIGIN_MS = 5 * 60_000;
 /** How long a completion may wait for others before claiming (throughput against latency). */
 const COALESCE_MS = 2;
+/** Retry wake-ups remembered; later ones are found by the sweep. */
+const MAX_RETRY_WAKES = 10_000;
 
 export class PushEngine {
   /** Names this engine in push_attempts.worker. */
@@ -111,6 +113,8 @@ export class PushEngine {
   private slotTimer: NodeJS.Timeout | undefined;
   private readonly minBatch: number;
   private wakeAt = Infinity;
+  /** When this engine's recorded retries fall due (ms, ascending; bounded, the sweep covers more). */
+  private retryAt: number[] = [];
   private unlisten: (() => void) | undefined;
   private unresync: (() => void) | undefined;
 
@@ -129,7 +133,7 @@ export class PushEngine {
       logger: deps.logger,
       batchHint: this.minBatch,
       policy: breakerPolicy(this.cfg),
-      onRetriesRecorded: (ms) => this.wakeIn(ms),
+      onRetriesRecorded: (delays) => this.retriesDue(delays),
       onBreakerChanges: (changes) => this.breakersChanged(changes),
       onUnblocked: () => this.wake(),
     });
@@ -485,10 +489,29 @@ export class PushEngine {
         this.wakeTimer = undefined;
         this.wakeAt = Infinity;
         this.wake();
+        this.nextRetryWake();
       },
       Math.max(0, ms),
     );
     this.wakeTimer.unref();
+  }
+
+  /** Retries were recorded: wake when each falls due (not only the soonest). */
+  private retriesDue(delaysMs: number[]): void {
+    const now = Date.now();
+    this.retryAt.push(...delaysMs.map((d) => now + d));
+    this.retryAt.sort((a, b) => a - b);
+    if (this.retryAt.length > MAX_RETRY_WAKES) this.retryAt.length = MAX_RETRY_WAKES;
+    this.nextRetryWake();
+  }
+
+  private nextRetryWake(): void {
+    const now = Date.now();
+    let i = 0;
+    while (i < this.retryAt.length && this.retryAt[i]! <= now) i++;
+    if (i > 0) this.retryAt.splice(0, i);
+    const next = this.retryAt[0];
+    if (next !== undefined) this.wakeIn(next - now);
   }
 
   /** Keeps memory flat: forgets idle origins, closes their pools; drops orphaned pushes. */

@@ -26,8 +26,8 @@ export interface OutcomeWriterDeps {
   /** Write at once when this many are waiting. */
   batchHint: number;
   policy: BreakerPolicy;
-  /** Retries were recorded: the soonest is due in this many ms. */
-  onRetriesRecorded(soonestMs: number): void;
+  /** Retries were recorded: each is due in this many ms. */
+  onRetriesRecorded(delaysMs: number[]): void;
   onBreakerChanges(changes: BreakerChange[]): void;
   /** Everything held after a failed write is now written. */
   onUnblocked(): void;
@@ -147,10 +147,10 @@ export class OutcomeWriter {
 
   /** Retries are due `delayMs` after the statement's now(), so counted from its end. */
   private retriesWritten(batch: AttemptRecord[]): void {
-    let soonest = Infinity;
+    const delays: number[] = [];
     for (const r of batch)
-      if (r.outcome === 'retry' && r.delayMs !== null) soonest = Math.min(soonest, r.delayMs);
-    if (soonest !== Infinity) this.deps.onRetriesRecorded(soonest + 1);
+      if (r.outcome === 'retry' && r.delayMs !== null) delays.push(r.delayMs + 1);
+    if (delays.length > 0) this.deps.onRetriesRecorded(delays);
   }
 }
 

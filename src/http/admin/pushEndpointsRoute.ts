@@ -73,7 +73,11 @@ function parseEnableBody(raw: Buffer): string {
   const extra =
     body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'client_id') : [];
   if (typeof clientId !== 'string' || !CLIENT_ID.test(clientId) || extra.length > 0) {
-    throw invalid('UK.OBIE.Field.Invalid', 'body must be {"client_id": "<client id>"}', 'client_id');
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      'body must be {"client_id": "<client id>"}',
+      'client_id',
+    );
   }
   return clientId;
 }
