@@ -35,6 +35,7 @@ export async function up(knex: Knex): Promise<void> {
       updated_at timestamptz NOT NULL DEFAULT now()
     );
     COMMENT ON TABLE push_breakers IS 'Circuit breaker and health of a TPP callback endpoint, one row per client once a push to it failed; shared by every replica. No row, or a row with open_until NULL: closed.';
+    COMMENT ON COLUMN push_breakers.client_id IS 'The TPP whose endpoint this is.';
     COMMENT ON COLUMN push_breakers.callback_url IS 'The CallbackUrl judged; a subscription with another URL is not held back by this row.';
     COMMENT ON COLUMN push_breakers.open_until IS 'NULL: closed. Else no push before then; afterwards one probe at a time (half-open).';
     COMMENT ON COLUMN push_breakers.probe_until IS 'A probe claimed by one worker is in flight until then (its lease); nobody else probes meanwhile.';
@@ -48,6 +49,7 @@ export async function up(knex: Knex): Promise<void> {
     COMMENT ON COLUMN push_breakers.last_success_at IS 'Last 202 or 400 from the endpoint.';
     COMMENT ON COLUMN push_breakers.disabled_at IS 'Push disabled after PUSH_DISABLE_AFTER_SECONDS of failure (SETs stay pollable) until an operator enables it.';
     COMMENT ON COLUMN push_breakers.last_error IS 'The last failure.';
+    COMMENT ON COLUMN push_breakers.updated_at IS 'When outcomes last moved it.';
 
     CREATE TABLE push_workers (
       worker text PRIMARY KEY CHECK (length(worker) <= 200),
@@ -55,6 +57,7 @@ export async function up(knex: Knex): Promise<void> {
       connected_since timestamptz NOT NULL
     );
     COMMENT ON TABLE push_workers IS 'Heartbeats of push workers: a SET leased by a worker seen within PUSH_WORKER_TIMEOUT_SECONDS is never taken by another.';
+    COMMENT ON COLUMN push_workers.worker IS 'The worker (host:pid:instance), as in push_attempts.worker and event_deliveries.leased_by.';
     COMMENT ON COLUMN push_workers.seen_at IS 'Last heartbeat.';
     COMMENT ON COLUMN push_workers.connected_since IS 'Start of the current run of heartbeats without a gap (a worker takes nobody''s SETs until it has been connected for PUSH_WORKER_TIMEOUT_SECONDS).';
 
