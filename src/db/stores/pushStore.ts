@@ -263,6 +263,7 @@ WITH o AS (
   SELECT * FROM agg a
    WHERE EXISTS (SELECT 1 FROM clients c WHERE c.client_id = a.client_id)
      AND (a.failures > 0 OR EXISTS (SELECT 1 FROM push_breakers b WHERE b.client_id = a.client_id))
+   ORDER BY a.client_id -- breaker rows locked in one order by every writer: no deadlock
 ), changes AS (
   SELECT j.client_id, r.change, r.open_until, r.trips, r.reason
     FROM judged j
