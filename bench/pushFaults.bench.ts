@@ -145,7 +145,7 @@ export const run: Bench = async (ctx) => {
   const rows: BenchRow[] = [];
   const row = (metric: string, value: number, unit: string, target?: string, note?: string) =>
     rows.push({
-      bench: 'push-endpoints',
+      bench: 'push-faults',
       metric,
       value,
       unit,
@@ -220,7 +220,7 @@ export const run: Bench = async (ctx) => {
     row(
       'dead endpoint (refused): requests in its first minute',
       (deadAttempts * 60_000) / deadWindowMs,
-      'requests',
+      'reqs',
       'a handful',
       ctx.quick
         ? `${deadAttempts} in ${deadWindowMs / 1000} s, scaled`
