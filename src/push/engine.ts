@@ -4,7 +4,8 @@
 // Delivery guarantees and how they hold across replicas:
 // - At least once, never silently dropped. A SET is claimed with FOR UPDATE SKIP LOCKED and a
 //   lease (pushStore.ts): no other replica and no poll takes it while the lease runs, and a
-//   replica that dies mid-delivery leaves SETs that become due again when their lease ends. A
+//   replica that dies mid-delivery leaves SETs that become due again when their lease has
+//   ended and it has been silent for PUSH_WORKER_TIMEOUT_SECONDS. A
 //   SET whose pushes run out (PUSH_MAX_ATTEMPTS / PUSH_MAX_AGE_SECONDS) is marked `failed` and
 //   stays pending for polling; operators see it and can retry it.
 // - No second send after the TPP accepted, across database outages of any length: a 202

@@ -6,6 +6,7 @@
 //   push_state    NULL (no push) | due | delivered (202) | rejected (400) | failed (gave up)
 //   push_next_at  earliest next attempt (left alone by claims: see CLAIM_SQL)
 //   leased_until  held by a poll or a push attempt until then (neither takes a held SET)
+//   leased_by     the push worker holding it (migrations/20261201110000_push_reliability.ts)
 //   push_attempts attempts made in the current series (an operator retry starts a new one)
 import type { Knex } from 'knex';
 
