@@ -245,20 +245,22 @@ WITH o AS (
          o.status_code, o.latency_ms, o.outcome, o.error
     FROM o JOIN events e ON e.jti = o.jti
   RETURNING 1
+), last_up AS (
+  SELECT o.client_id, max(o.attempted_at) FILTER (WHERE NOT o.down) AS at
+    FROM o GROUP BY o.client_id
 ), agg AS MATERIALIZED (
   SELECT o.client_id, max(o.callback_url) AS callback_url, count(*)::int AS attempts,
          count(*) FILTER (WHERE o.outcome IN ('accepted', 'rejected'))::int AS ok,
          count(*) FILTER (WHERE o.outcome IN ('retry', 'failed'))::int AS failures,
          count(*) FILTER (WHERE o.down)::int AS downs,
-         count(*) FILTER (WHERE o.down AND o.attempted_at > t.last_up)::int AS trailing_downs,
+         -- "down" answers after the last other answer of the batch: the streak goes on
+         count(*) FILTER (WHERE o.down AND (u.at IS NULL OR o.attempted_at > u.at))::int
+           AS trailing_downs,
          bool_or(o.probe) AS probe,
          max(o.retry_after_ms) AS retry_after_ms,
          (array_agg(o.error ORDER BY o.attempted_at DESC)
             FILTER (WHERE o.outcome IN ('retry', 'failed')))[1] AS error
-    FROM o
-    CROSS JOIN LATERAL (
-      SELECT COALESCE(max(o2.attempted_at), '-infinity'::timestamptz) AS last_up
-        FROM o o2 WHERE o2.client_id = o.client_id AND NOT o2.down) t
+    FROM o JOIN last_up u ON u.client_id = o.client_id
    GROUP BY o.client_id
 ), judged AS MATERIALIZED (
   SELECT * FROM agg a
