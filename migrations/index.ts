@@ -7,6 +7,7 @@ import * as push from './20261123000003_push.js';
 import * as operations from './20261201151000_operations.js';
 import * as subscriptionApiVersion from './20261201130000_subscription_api_version.js';
 import * as metricTotals from './20261201150000_metric_totals.js';
+import * as pushReliability from './20261201110000_push_reliability.js';
 
 export interface Migration {
   name: string;
@@ -18,6 +19,7 @@ export const migrations: readonly Migration[] = [
   initial,
   outbox,
   push,
+  pushReliability,
   subscriptionApiVersion,
   metricTotals,
   operations,

@@ -176,7 +176,15 @@ const envSchema = z.object({
   PUSH_MAX_ATTEMPTS: int(1, 1_000).default(10),
   PUSH_MAX_AGE_SECONDS: int(1, 31_536_000).default(86_400),
   PUSH_BREAKER_FAILURES: int(1, 1_000).default(5),
-  PUSH_BREAKER_OPEN_SECONDS: int(1, 86_400).default(30),
+  PUSH_BREAKER_OPEN_SECONDS: int(1, 86_400).default(60),
+  PUSH_BREAKER_WINDOW_SECONDS: int(1, 86_400).default(60),
+  PUSH_BREAKER_FAILURE_RATE: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, { error: 'must be a fraction from 0 to 1, e.g. 0.8' })
+    .transform(Number)
+    .default(0.8),
+  PUSH_DISABLE_AFTER_SECONDS: int(0, 31_536_000).default(86_400),
+  PUSH_WORKER_TIMEOUT_SECONDS: int(1, 3_600).default(30),
 
   LOG_LEVEL: logLevel.default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
@@ -262,6 +270,13 @@ export interface Config {
     maxAgeSeconds: number;
     breakerFailures: number;
     breakerOpenSeconds: number;
+    /** Failure-rate window of the breaker, and the rate (0-1) that opens it. */
+    breakerWindowSeconds: number;
+    breakerFailureRate: number;
+    /** Push to a TPP is disabled after this long without a success (0: never). */
+    disableAfterSeconds: number;
+    /** A push worker not heard from for this long counts as gone (heartbeats: 1/6 of it). */
+    workerTimeoutSeconds: number;
   };
   log: { level: z.infer<typeof logLevel>; format: 'json' | 'pretty' };
   /** Operating it: delivery history, replay, the operator console (README "Operations"). */
@@ -379,6 +394,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       maxAgeSeconds: e.PUSH_MAX_AGE_SECONDS,
       breakerFailures: e.PUSH_BREAKER_FAILURES,
       breakerOpenSeconds: e.PUSH_BREAKER_OPEN_SECONDS,
+      breakerWindowSeconds: e.PUSH_BREAKER_WINDOW_SECONDS,
+      breakerFailureRate: e.PUSH_BREAKER_FAILURE_RATE,
+      disableAfterSeconds: e.PUSH_DISABLE_AFTER_SECONDS,
+      workerTimeoutSeconds: e.PUSH_WORKER_TIMEOUT_SECONDS,
     },
     log: {
       level: e.LOG_LEVEL,

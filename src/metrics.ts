@@ -112,7 +112,13 @@ export function createMetrics(): Metrics {
 /** Gauges computed at scrape time from the database and the process. */
 export function registerCollectedGauges(metrics: Metrics, sources: MetricsSources): void {
   const registers = [metrics.registry];
-  const values = { pending: 0, failed: 0, oldestAge: 0, byClient: new Map<string, number>() };
+  const values = {
+    pending: 0,
+    failed: 0,
+    pushDisabled: 0,
+    oldestAge: 0,
+    byClient: new Map<string, number>(),
+  };
 
   // The database gauges are computed at most every 10 s, however often /metrics is scraped;
   // when the database does not answer, the previous values stay.
@@ -170,6 +176,15 @@ export function registerCollectedGauges(metrics: Metrics, sources: MetricsSource
     },
   });
   new client.Gauge({
+    name: 'ob_events_push_disabled_clients',
+    help: 'TPPs whose push was disabled after failing for PUSH_DISABLE_AFTER_SECONDS (SETs still pollable): see `push endpoints`, re-enable with `push enable`',
+    registers,
+    async collect() {
+      await refresh();
+      this.set(values.pushDisabled);
+    },
+  });
+  new client.Gauge({
     name: 'ob_events_db_pool_connections',
     help: 'Database pool connections by state (used, free, pending acquisitions)',
     labelNames: ['state'],
@@ -204,13 +219,20 @@ interface TarnPool {
 
 async function readDatabaseGauges(knex: Knex) {
   const { rows } = await knex.raw<{
-    rows: { pending: number; failed: number; oldest: Date | null; clients: number }[];
+    rows: {
+      pending: number;
+      failed: number;
+      oldest: Date | null;
+      clients: number;
+      push_disabled: number;
+    }[];
   }>(
     `SELECT (SELECT count(*) FROM event_deliveries WHERE state = 'pending') AS pending,
             (SELECT count(*) FROM event_deliveries WHERE state = 'pending' AND push_state = 'failed') AS failed,
             (SELECT min(e.created_at) FROM events e JOIN event_deliveries d ON d.jti = e.jti
               WHERE d.state = 'pending') AS oldest,
-            (SELECT count(*) FROM clients) AS clients`,
+            (SELECT count(*) FROM clients) AS clients,
+            (SELECT count(*) FROM push_breakers WHERE disabled_at IS NOT NULL) AS push_disabled`,
   );
   const row = rows[0]!;
   const byClient = new Map<string, number>();
@@ -223,6 +245,7 @@ async function readDatabaseGauges(knex: Knex) {
   return {
     pending: row.pending,
     failed: row.failed,
+    pushDisabled: Number(row.push_disabled),
     oldestAge: row.oldest ? Math.max(0, (Date.now() - row.oldest.getTime()) / 1000) : 0,
     byClient,
   };

@@ -216,6 +216,12 @@ describe('loadConfig refuses bad values', () => {
       /set together/,
     ],
     [
+      'PUSH_BREAKER_FAILURE_RATE is not a fraction from 0 to 1',
+      { PUSH_BREAKER_FAILURE_RATE: '80%' },
+      'PUSH_BREAKER_FAILURE_RATE',
+      /fraction from 0 to 1/,
+    ],
+    [
       'CLIENT_CERT_HEADER is set without TRUSTED_PROXIES',
       { CLIENT_CERT_HEADER: 'x-ssl-client-cert' },
       'TRUSTED_PROXIES',

@@ -32,6 +32,7 @@ const TABLES = [
   'poll_handouts',
   'operator_audit',
   'operator_sessions',
+  'push_workers',
 ];
 
 const NAMED_INDEXES: Record<string, string> = {
@@ -152,6 +153,11 @@ async function insertOneOfEach(knex: Knex): Promise<void> {
     client_id: 'tpp-1',
     callback_url: 'https://tpp.example/3.1/event-notifications',
     open_until: new Date(Date.now() + 30_000),
+  });
+  await knex('push_workers').insert({
+    worker: 'test:1:1',
+    seen_at: new Date(),
+    connected_since: new Date(),
   });
   await knex('event_outbox').insert({
     event: JSON.stringify({ clientId: 'tpp-1', type: 'UK.OBIE.Resource.Update' }),

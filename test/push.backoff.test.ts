@@ -6,7 +6,7 @@ import {
   parseRetryAfter,
   retryDelayMs,
 } from '../src/push/backoff.js';
-import { decideOutcome } from '../src/push/outcome.js';
+import { decideOutcome, isEndpointDown } from '../src/push/outcome.js';
 import type { PostResult } from '../src/push/transmitter.js';
 
 const policy = { retryBaseMs: 1000, maxAttempts: 10, maxAgeSeconds: 86_400 };
@@ -116,5 +116,42 @@ describe('push outcome', () => {
       statusCode: null,
       error: 'ECONNREFUSED: connect ECONNREFUSED',
     });
+  });
+});
+
+describe('push breaker signals', () => {
+  const error = (code: 'timeout' | 'address_refused' | 'tls' | 'connection'): PostResult => ({
+    kind: 'error',
+    code,
+    message: code,
+    latencyMs: 1,
+  });
+
+  it('when the endpoint refuses, breaks, times out, or answers 429/502/503/504, then it counts as down', () => {
+    for (const r of [error('connection'), error('timeout'), error('tls')])
+      expect(isEndpointDown(r)).toBe(true);
+    for (const status of [429, 502, 503, 504]) expect(isEndpointDown(response(status))).toBe(true);
+  });
+
+  it('when the endpoint answers 500, 404 or a redirect, or our address policy refused it, then only that SET failed', () => {
+    for (const status of [500, 404, 302, 202, 400])
+      expect(isEndpointDown(response(status))).toBe(false);
+    expect(isEndpointDown(error('address_refused'))).toBe(false);
+  });
+
+  it('when a 503 or 429 carries Retry-After, then the outcome says how long the endpoint asked for', () => {
+    const o = decideOutcome(
+      response(503, { 'retry-after': '2' }),
+      { attempt: 1, createdAt: new Date(now), nowMs: now },
+      policy,
+    );
+    expect(o).toMatchObject({ endpointDown: true, retryAfterMs: 2_000 });
+    expect(
+      decideOutcome(
+        response(500, { 'retry-after': '2' }),
+        { attempt: 1, createdAt: new Date(now), nowMs: now },
+        policy,
+      ).retryAfterMs,
+    ).toBeNull();
   });
 });

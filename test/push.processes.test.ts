@@ -37,7 +37,12 @@ describePostgres('push across processes', () => {
     const clientId = await registerClient(publisher);
     await subscribe(db.knex, clientId, { callbackUrl: receiver.callbackUrl });
     // 1 s time-out: a 7 s lease, so the SETs in flight at the kill come back after that.
-    const env = serveEnv({ PUSH_TIMEOUT_MS: '1000', PUSH_PER_ORIGIN_CONCURRENCY: '8' });
+    // A worker gone for 2 s counts as crashed: its SETs are taken over once their leases end.
+    const env = serveEnv({
+      PUSH_TIMEOUT_MS: '1000',
+      PUSH_PER_ORIGIN_CONCURRENCY: '8',
+      PUSH_WORKER_TIMEOUT_SECONDS: '2',
+    });
 
     let serve: ServeProcess = await spawnServe(env);
     children.push(serve.child);

@@ -236,6 +236,17 @@ export function buildProgram(): Command {
     .option('--client <id>', 'only actions on this TPP')
     .option('--limit <n>', 'at most this many', '100')
     .action(async (o) => (await import('./commands/operations.js')).auditList(o));
+  const push = program.command('push').description('push health of TPP endpoints, for operators');
+  push
+    .command('endpoints')
+    .description('endpoints that failed lately: breaker state, disabled or not (JSON array)')
+    .option('--client-id <id>', 'only this TPP')
+    .action(async (o) => (await import('./commands/push.js')).pushEndpoints(o));
+  push
+    .command('enable')
+    .description('push to a TPP again after it was disabled (or backed off): breaker reset')
+    .argument('<clientId>', 'the TPP client')
+    .action(async (id: string) => (await import('./commands/push.js')).pushEnable(id));
 
   const keys = program.command('keys').description("the server's signing keys");
   keys

@@ -1,114 +1,116 @@
-// The circuit breaker of each TPP's callback endpoint. This replica counts retryable failures in
-// a row per client; at PUSH_BREAKER_FAILURES it opens the breaker in the database
-// (push_breakers), which every replica's claim honours: nobody pushes to the endpoint until
-// open_until. Then the claim lets one SET through as a probe (half-open): an answer a working
-// endpoint gives (202 or 400) closes the breaker, a failure opens it again for
-// PUSH_BREAKER_OPEN_SECONDS. It is never disabled for good; an operator retry closes it.
-import type { ClaimedSet, PushStore } from '../db/stores/pushStore.js';
+// The circuit breaker of each TPP's callback endpoint: it protects the bank from an endpoint
+// that is down or overloaded, and leaves per-message failures to each SET's own back-off.
+//
+// The state is one row of push_breakers per endpoint that failed, shared by every replica and
+// moved by the outcome write itself (push_breaker_record in
+// migrations/20261201110000_push_reliability.ts), so failures count across processes:
+// - it opens on PUSH_BREAKER_FAILURES answers in a row that say the endpoint is down (refused
+//   or broken connections, TLS failures, time-outs, 429/502/503/504); at once on a 429/503
+//   with Retry-After (for exactly that long); or when a whole PUSH_BREAKER_WINDOW_SECONDS
+//   window had at least PUSH_BREAKER_FAILURES failures making up PUSH_BREAKER_FAILURE_RATE of
+//   its attempts (judged when the window ends, so one burst is not a rate);
+// - its cool-down starts at PUSH_RETRY_BASE_MS, near the retry schedule, and doubles with each
+//   failed probe up to PUSH_BREAKER_OPEN_SECONDS; then one claim (on one replica) takes one
+//   SET as the probe (half-open);
+// - any 202 or 400 closes it, a probe's or any other SET's;
+// - after PUSH_DISABLE_AFTER_SECONDS without a success, push to the TPP is disabled (its SETs
+//   stay pending for polling) until an operator enables it (src/domain/pushEndpoints.ts).
+// This class only reports the changes: logs, hooks (metrics) and wake-ups.
+import type { BreakerChange, BreakerPolicy, ClaimedSet } from '../db/stores/pushStore.js';
+import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { PushBreakerEvent } from './hooks.js';
 
+export function breakerPolicy(cfg: Config['push']): BreakerPolicy {
+  return {
+    failuresToOpen: cfg.breakerFailures,
+    windowSeconds: cfg.breakerWindowSeconds,
+    failureRate: cfg.breakerFailureRate,
+    baseMs: cfg.retryBaseMs,
+    maxOpenSeconds: cfg.breakerOpenSeconds,
+    disableAfterSeconds: cfg.disableAfterSeconds,
+  };
+}
+
 export interface BreakerDeps {
-  store: PushStore;
   logger: Logger;
-  failuresToOpen: number;
-  openSeconds: number;
-  /** Requests still in flight when a breaker opens end within this long. */
-  inFlightMs: number;
   emit(event: PushBreakerEvent): void;
 }
 
-export type BreakerChange = { state: 'open'; until: Date } | { state: 'closed' } | undefined;
-
 export class Breakers {
-  /** Consecutive retryable failures per client (this replica's count). */
-  private readonly failures = new Map<string, number>();
-  /**
-   * Clients whose breaker this replica just opened, until their requests still in flight have
-   * ended (wall-clock ms): those failures do not count again, and the client is not claimed here
-   * meanwhile. Afterwards the push_breakers row alone decides, on every replica (so an operator
-   * retry, which deletes it, takes effect at once).
-   */
-  private readonly justOpened = new Map<string, number>();
+  /** Callback URL last claimed per client (for the events; bounded by the engine's origins). */
+  private readonly urls = new Map<string, string>();
 
   constructor(private readonly deps: BreakerDeps) {}
 
-  /** Clients not to claim for right now. */
-  held(now = Date.now()): string[] {
-    const out: string[] = [];
-    for (const [clientId, until] of this.justOpened) {
-      if (now < until) out.push(clientId);
-      else this.justOpened.delete(clientId);
-    }
-    return out;
-  }
-
-  /** A probe SET was claimed: the breaker is half-open. */
-  probing(set: ClaimedSet): void {
-    this.deps.emit(event(set, 'half-open', null, null));
+  /** A SET was claimed; a probe means the breaker is half-open. */
+  claimed(set: ClaimedSet): void {
+    this.urls.set(set.clientId, set.callbackUrl);
+    if (!set.probe) return;
+    this.deps.emit(event(set.clientId, set.callbackUrl, 'half-open', null, null));
     this.deps.logger.info(
       { clientId: set.clientId, jti: set.jti },
       'push breaker half-open: probing',
     );
   }
 
-  /** After an attempt: `healthy` when the endpoint answered 202 or 400. */
-  async afterAttempt(
-    set: ClaimedSet,
-    healthy: boolean,
-    reason: string | null,
-  ): Promise<BreakerChange> {
-    const { clientId } = set;
-    if (healthy) {
-      this.failures.delete(clientId);
-      if (!set.probe) return undefined;
-      await this.deps.store.closeBreaker(clientId);
-      this.deps.emit(event(set, 'closed', null, null));
-      this.deps.logger.info({ clientId }, 'push breaker closed: the endpoint answers again');
-      return { state: 'closed' };
-    }
-    if (!set.probe) {
-      if ((this.justOpened.get(clientId) ?? 0) > Date.now()) return undefined; // opened a moment ago
-      const n = (this.failures.get(clientId) ?? 0) + 1;
-      if (n < this.deps.failuresToOpen) {
-        this.failures.set(clientId, n);
-        return undefined;
+  /** Reports what the outcome write did to the breakers. */
+  changed(changes: BreakerChange[]): void {
+    for (const c of changes) {
+      const callbackUrl = this.urls.get(c.clientId) ?? null;
+      const fields = {
+        clientId: c.clientId,
+        callbackUrl,
+        openUntil: c.openUntil,
+        trips: c.trips,
+        reason: c.reason,
+      };
+      if (c.change === 'closed') {
+        this.deps.logger.info(fields, 'push breaker closed: the endpoint answers again');
+      } else if (c.change === 'disabled') {
+        this.deps.logger.warn(
+          fields,
+          'push disabled for this client after failing for PUSH_DISABLE_AFTER_SECONDS; its SETs stay pollable; enable it with `ob-events push enable`',
+        );
+      } else {
+        this.deps.logger.warn(
+          fields,
+          c.change === 'opened'
+            ? 'push breaker open: the endpoint looks down'
+            : 'push breaker probe failed: endpoint backed off again',
+        );
+      }
+      if (callbackUrl && c.change !== 'disabled') {
+        this.deps.emit(
+          event(
+            c.clientId,
+            callbackUrl,
+            c.change === 'closed' ? 'closed' : 'open',
+            c.openUntil,
+            c.reason,
+          ),
+        );
       }
     }
-    this.failures.delete(clientId);
-    this.justOpened.set(clientId, Date.now() + this.deps.inFlightMs);
-    const until = await this.deps.store.openBreaker(
-      clientId,
-      set.callbackUrl,
-      this.deps.openSeconds,
-      reason,
-    );
-    this.deps.emit(event(set, 'open', until, reason));
-    this.deps.logger.warn(
-      { clientId, callbackUrl: set.callbackUrl, openUntil: until, reason, probe: set.probe },
-      set.probe
-        ? 'push breaker probe failed: endpoint backed off again'
-        : `push breaker open: ${this.deps.failuresToOpen} failures in a row`,
-    );
-    return { state: 'open', until };
   }
 
   /** Forgets a client this replica no longer pushes to (memory stays flat). */
   forget(clientId: string): void {
-    this.failures.delete(clientId);
+    this.urls.delete(clientId);
   }
 }
 
 function event(
-  set: ClaimedSet,
+  clientId: string,
+  callbackUrl: string,
   state: PushBreakerEvent['state'],
   openUntil: Date | null,
   reason: string | null,
 ): PushBreakerEvent {
   return {
-    clientId: set.clientId,
-    callbackUrl: set.callbackUrl,
-    origin: new URL(set.callbackUrl).origin,
+    clientId,
+    callbackUrl,
+    origin: new URL(callbackUrl).origin,
     state,
     openUntil,
     reason,

@@ -4,12 +4,19 @@
 // Delivery guarantees and how they hold across replicas:
 // - At least once, never silently dropped. A SET is claimed with FOR UPDATE SKIP LOCKED and a
 //   lease (pushStore.ts): no other replica and no poll takes it while the lease runs, and a
-//   replica that dies mid-delivery leaves SETs that become due again when their lease ends. A
+//   replica that dies mid-delivery leaves SETs that become due again when their lease has
+//   ended and it has been silent for PUSH_WORKER_TIMEOUT_SECONDS. A
 //   SET whose pushes run out (PUSH_MAX_ATTEMPTS / PUSH_MAX_AGE_SECONDS) is marked `failed` and
 //   stays pending for polling; operators see it and can retry it.
-// - No second send after the TPP accepted: a 202 resolves the SET in the database before its
-//   lease could end (the lease is 2 × PUSH_TIMEOUT_MS + 5 s; outcomes are written within
-//   milliseconds). Only a crash between the 202 and that write sends it again.
+// - No second send after the TPP accepted, across database outages of any length: a 202
+//   resolves the SET in the database before anything can send it again. Outcomes that cannot
+//   be written are kept and retried, and this engine claims nothing until they are written
+//   (OutcomeWriter.blocked). Every claimed SET names its worker (leased_by) and every worker
+//   heartbeats (push_workers, every PUSH_WORKER_TIMEOUT_SECONDS / 6): a lease that ended is
+//   taken over by another worker only once its holder has not been seen for
+//   PUSH_WORKER_TIMEOUT_SECONDS while the taker was connected all along (pushStore.ts
+//   CLAIM_SQL). Only a crash (or a replica cut off from the database alone for that long)
+//   between the 202 and its write sends it again.
 // - Order: claims take each client's due SETs in (push_next_at, jti) order and each origin
 //   dispatches them in that order, so a healthy TPP gets its SETs in creation order; with
 //   several requests in flight per origin (PUSH_PER_ORIGIN_CONCURRENCY) they can arrive
@@ -19,10 +26,8 @@
 // Fairness: a global limit (PUSH_CONCURRENCY) on SETs held by this replica, a limit per callback
 // origin (PUSH_PER_ORIGIN_CONCURRENCY) with one keep-alive connection pool each, and a claim
 // that skips clients whose origin is saturated: a slow TPP fills its own slots, never the
-// others'. A TPP that fails PUSH_BREAKER_FAILURES times in a row trips a circuit breaker shared
-// through the database (push_breakers): every replica leaves it alone for
-// PUSH_BREAKER_OPEN_SECONDS, then one SET probes it (half-open); success closes the breaker,
-// failure opens it again. It is never disabled for good.
+// others'. The circuit breaker of each endpoint (breaker.ts) is a row of push_breakers that
+// every replica's outcomes move and every replica's claim honours; one claim takes its probe.
 //
 // Wake-ups: NOTIFY on publish (any replica), a timer for this replica's own retries and breaker
 // re-openings, completions that free a slot something was waiting for, and a sweep every
@@ -34,10 +39,10 @@ import os from 'node:os';
 import type { Knex } from 'knex';
 import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
-import { CHANNELS, type Notifier } from '../db/notifier.js';
-import { PushStore, type ClaimedSet } from '../db/stores/pushStore.js';
+import { CHANNELS, notify, type Notifier } from '../db/notifier.js';
+import { PushStore, type BreakerChange, type ClaimedSet } from '../db/stores/pushStore.js';
 import type { Logger } from '../logger.js';
-import { Breakers } from './breaker.js';
+import { Breakers, breakerPolicy } from './breaker.js';
 import type { PushHooks } from './hooks.js';
 import { decideOutcome, type Outcome } from './outcome.js';
 import { OutcomeWriter } from './outcomeWriter.js';
@@ -75,6 +80,8 @@ const MAINTENANCE_MS = 60_000;
 const IDLE_ORIGIN_MS = 5 * 60_000;
 /** How long a completion may wait for others before claiming (throughput against latency). */
 const COALESCE_MS = 2;
+/** Retry wake-ups remembered; later ones are found by the sweep. */
+const MAX_RETRY_WAKES = 10_000;
 
 export class PushEngine {
   /** Names this engine in push_attempts.worker. */
@@ -101,10 +108,14 @@ export class PushEngine {
   private readonly breakers: Breakers;
   private sweepTimer: NodeJS.Timeout | undefined;
   private maintenanceTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeating: Promise<void> | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private slotTimer: NodeJS.Timeout | undefined;
   private readonly minBatch: number;
   private wakeAt = Infinity;
+  /** When this engine's recorded retries fall due (ms, ascending; bounded, the sweep covers more). */
+  private retryAt: number[] = [];
   private unlisten: (() => void) | undefined;
   private unresync: (() => void) | undefined;
 
@@ -114,19 +125,18 @@ export class PushEngine {
     this.store = PushStore.create(deps.knex);
     this.leaseSeconds = Math.ceil((2 * this.cfg.timeoutMs + 5_000) / 1000);
     this.minBatch = Math.max(1, Math.floor(this.cfg.concurrency / 4));
+    this.breakers = new Breakers({
+      logger: deps.logger,
+      emit: (event) => this.hook('breaker', event),
+    });
     this.outcomes = new OutcomeWriter({
       store: this.store,
       logger: deps.logger,
       batchHint: this.minBatch,
-      onRetriesRecorded: (ms) => this.wakeIn(ms),
-    });
-    this.breakers = new Breakers({
-      store: this.store,
-      logger: deps.logger,
-      failuresToOpen: this.cfg.breakerFailures,
-      openSeconds: this.cfg.breakerOpenSeconds,
-      inFlightMs: this.cfg.timeoutMs + 1_000,
-      emit: (event) => this.hook('breaker', event),
+      policy: breakerPolicy(this.cfg),
+      onRetriesRecorded: (delays) => this.retriesDue(delays),
+      onBreakerChanges: (changes) => this.breakersChanged(changes),
+      onUnblocked: () => this.wake(),
     });
     this.transmitter = new Transmitter({
       financialId: this.cfg.financialId,
@@ -149,6 +159,9 @@ export class PushEngine {
     this.sweepTimer.unref();
     this.maintenanceTimer = setInterval(() => void this.maintain(), MAINTENANCE_MS);
     this.maintenanceTimer.unref();
+    await this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs());
+    this.heartbeatTimer.unref();
     this.deps.logger.info(
       {
         worker: this.worker,
@@ -168,7 +181,8 @@ export class PushEngine {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const t of [this.sweepTimer, this.maintenanceTimer]) if (t) clearInterval(t);
+    for (const t of [this.sweepTimer, this.maintenanceTimer, this.heartbeatTimer])
+      if (t) clearInterval(t);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.slotTimer) clearTimeout(this.slotTimer);
     this.unlisten?.();
@@ -183,7 +197,48 @@ export class PushEngine {
       );
     await Promise.allSettled([...this.attempts]);
     await this.outcomes.flush(true);
+    await this.heartbeating;
+    // Everything written: nothing of ours is left for others to wait on. (If the database was
+    // unreachable, the row stays and ages out: our SETs are taken over like a crash's.)
+    if (this.outcomes.pending === 0 && !this.outcomes.blocked) {
+      await this.store.removeWorker(this.worker).catch(() => undefined);
+    }
     await this.transmitter.close();
+  }
+
+  private heartbeatMs(): number {
+    return (this.cfg.workerTimeoutSeconds * 1000) / 6;
+  }
+
+  /**
+   * Says this worker is alive (its leases are not taken over), and is how it notices the
+   * database is back: held outcomes are written at once then.
+   */
+  private async heartbeat(): Promise<void> {
+    if (this.heartbeating) return;
+    this.heartbeating = (async () => {
+      try {
+        await this.store.heartbeat(this.worker, (3 * this.heartbeatMs()) / 1000);
+        if (this.outcomes.blocked) this.outcomes.kick();
+      } catch (err) {
+        this.deps.logger.debug({ err }, 'push worker heartbeat failed');
+      }
+    })().finally(() => {
+      this.heartbeating = undefined;
+    });
+    await this.heartbeating;
+  }
+
+  private breakersChanged(changes: BreakerChange[]): void {
+    this.breakers.changed(changes);
+    for (const c of changes) {
+      if (c.change === 'closed') {
+        this.wake(); // the backlog may flow again, here and (NOTIFY) on every replica
+        void notify(this.deps.knex, CHANNELS.published, c.clientId).catch(() => undefined);
+      } else if (c.openUntil) {
+        this.wakeIn(c.openUntil.getTime() - Date.now() + 20); // half-open then
+      }
+    }
   }
 
   /** For tests and the bench: what this engine holds right now. */
@@ -252,6 +307,7 @@ export class PushEngine {
       this.claimMore = true; // a completion wakes us
       return;
     }
+    if (this.outcomes.blocked) return; // outcomes to write first; onUnblocked wakes us
     const perClient = Math.min(this.cfg.perOriginConcurrency, free);
     const { busy, quotas } = this.limits(perClient);
     const started = performance.now();
@@ -261,7 +317,8 @@ export class PushEngine {
       busy,
       quotas,
       leaseSeconds: this.leaseSeconds,
-      probeSeconds: this.cfg.breakerOpenSeconds,
+      worker: this.worker,
+      workerTimeoutSeconds: this.cfg.workerTimeoutSeconds,
     });
     const claimMs = performance.now() - started;
     this.hook('claim', { count: sets.length, ms: claimMs });
@@ -290,7 +347,7 @@ export class PushEngine {
       if ((perClientCount.get(set.clientId) ?? 0) >= (quotas.get(set.clientId) ?? perClient)) {
         this.waiting.add(url.origin);
       }
-      if (set.probe) this.breakers.probing(set);
+      this.breakers.claimed(set);
       this.held += 1;
       origin.queue.push({ set, url });
       this.dispatch(url.origin, origin);
@@ -301,7 +358,6 @@ export class PushEngine {
   private limits(perClient: number): { busy: string[]; quotas: Map<string, number> } {
     const busy: string[] = [];
     const quotas = new Map<string, number>();
-    busy.push(...this.breakers.held());
     for (const o of this.origins.values()) {
       const room = this.cfg.perOriginConcurrency - o.inFlight - o.queue.length;
       if (room >= perClient) continue;
@@ -367,6 +423,10 @@ export class PushEngine {
     );
     this.outcomes.add({
       jti: set.jti,
+      clientId: set.clientId,
+      probe: set.probe,
+      down: decided.endpointDown,
+      retryAfterMs: decided.retryAfterMs,
       lease: set.lease,
       outcome: decided.outcome,
       delayMs: decided.delayMs,
@@ -391,9 +451,6 @@ export class PushEngine {
       error: decided.error,
       probe: set.probe,
     });
-    const change = await this.breakers.afterAttempt(set, decided.endpointHealthy, decided.error);
-    if (change?.state === 'closed') this.wake(); // the backlog may flow again
-    if (change?.state === 'open') this.wakeIn(change.until.getTime() - Date.now() + 50); // half-open then
   }
 
   private log(
@@ -433,10 +490,29 @@ export class PushEngine {
         this.wakeTimer = undefined;
         this.wakeAt = Infinity;
         this.wake();
+        this.nextRetryWake();
       },
       Math.max(0, ms),
     );
     this.wakeTimer.unref();
+  }
+
+  /** Retries were recorded: wake when each falls due (not only the soonest). */
+  private retriesDue(delaysMs: number[]): void {
+    const now = Date.now();
+    this.retryAt.push(...delaysMs.map((d) => now + d));
+    this.retryAt.sort((a, b) => a - b);
+    if (this.retryAt.length > MAX_RETRY_WAKES) this.retryAt.length = MAX_RETRY_WAKES;
+    this.nextRetryWake();
+  }
+
+  private nextRetryWake(): void {
+    const now = Date.now();
+    let i = 0;
+    while (i < this.retryAt.length && this.retryAt[i]! <= now) i++;
+    if (i > 0) this.retryAt.splice(0, i);
+    const next = this.retryAt[0];
+    if (next !== undefined) this.wakeIn(next - now);
   }
 
   /** Keeps memory flat: forgets idle origins, closes their pools; drops orphaned pushes. */

@@ -6,6 +6,9 @@
 //   addresses, TLS and connection errors: retried after a back-off, until PUSH_MAX_ATTEMPTS
 //   attempts were made or the next one would come after PUSH_MAX_AGE_SECONDS from the SET's
 //   creation; then `failed`, and the SET stays pending for polling.
+// Whether an answer says the endpoint itself is down (not just this SET failed) feeds the
+// circuit breaker: refused or broken connections, TLS failures, time-outs, and 429, 502, 503,
+// 504. A 500 or a 404 says the server is up and this request failed.
 import type { AttemptOutcome } from '../db/stores/pushStore.js';
 import { parseRetryAfter, retryDelayMs } from './backoff.js';
 import type { PostResult } from './transmitter.js';
@@ -28,6 +31,18 @@ export interface Outcome {
   error: string | null;
   /** The endpoint answered the way a working endpoint does (202 or 400): breaker success. */
   endpointHealthy: boolean;
+  /** The answer says the endpoint is down or overloaded (see above). */
+  endpointDown: boolean;
+  /** 429/503 with a Retry-After: how long the endpoint asked to be left alone (ms). */
+  retryAfterMs: number | null;
+}
+
+const DOWN_STATUSES = new Set([429, 502, 503, 504]);
+
+/** Refused or broken connections, TLS failures, time-outs, 429/502/503/504. */
+export function isEndpointDown(result: PostResult): boolean {
+  if (result.kind === 'error') return result.code !== 'address_refused';
+  return DOWN_STATUSES.has(result.status);
 }
 
 const ERR_MAX = 40;
@@ -48,6 +63,8 @@ export function decideOutcome(
       errDescription: null,
       error: null,
       endpointHealthy: true,
+      endpointDown: false,
+      retryAfterMs: null,
     };
   }
   if (result.kind === 'response' && result.status === 400) {
@@ -60,6 +77,8 @@ export function decideOutcome(
       errDescription: reason ? reason.description : excerpt(result.body, DESCRIPTION_MAX) || null,
       error: `http 400: ${excerpt(result.body, EXCERPT_MAX) || '(empty body)'}`,
       endpointHealthy: true,
+      endpointDown: false,
+      retryAfterMs: null,
     };
   }
 
@@ -93,6 +112,8 @@ export function decideOutcome(
         )
       : error.slice(0, 2000),
     endpointHealthy: false,
+    endpointDown: isEndpointDown(result),
+    retryAfterMs: retryAfterMs ?? null,
   };
 }
 

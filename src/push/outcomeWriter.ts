@@ -2,11 +2,18 @@
 // together share one statement (pushStore.record). An attempt's SET stays leased until its
 // outcome is written, so a short wait here never lets another replica send it meanwhile.
 //
-// When the database is unreachable the outcomes are kept and written later. A batch the
+// When the database is unreachable the outcomes are kept and written later, and the engine
+// claims nothing until they are (`blocked`): a 202 held here must be recorded before anything
+// could send its SET again (pushStore.ts CLAIM_SQL says how other workers wait). A batch the
 // database refuses (a constraint or data error) is written one outcome at a time, so one bad
 // outcome cannot hold up the others: that one is dropped and logged, and its SET is pushed again
 // when its lease ends (at least once, never lost).
-import type { AttemptRecord, PushStore } from '../db/stores/pushStore.js';
+import type {
+  AttemptRecord,
+  BreakerChange,
+  BreakerPolicy,
+  PushStore,
+} from '../db/stores/pushStore.js';
 import type { Logger } from '../logger.js';
 
 const BATCH = 500;
@@ -18,19 +25,35 @@ export interface OutcomeWriterDeps {
   logger: Logger;
   /** Write at once when this many are waiting. */
   batchHint: number;
-  /** Retries were recorded: the soonest is due in this many ms. */
-  onRetriesRecorded(soonestMs: number): void;
+  policy: BreakerPolicy;
+  /** Retries were recorded: each is due in this many ms. */
+  onRetriesRecorded(delaysMs: number[]): void;
+  onBreakerChanges(changes: BreakerChange[]): void;
+  /** Everything held after a failed write is now written. */
+  onUnblocked(): void;
 }
 
 export class OutcomeWriter {
   private records: AttemptRecord[] = [];
   private writing: Promise<void> | undefined;
   private stopping = false;
+  private failed = false;
+  private wakeRetry: (() => void) | undefined;
 
   constructor(private readonly deps: OutcomeWriterDeps) {}
 
   get pending(): number {
     return this.records.length;
+  }
+
+  /** A write failed and outcomes are still unwritten: claim nothing meanwhile. */
+  get blocked(): boolean {
+    return this.failed;
+  }
+
+  /** The database answers again (a heartbeat got through): retry now instead of after back-off. */
+  kick(): void {
+    this.wakeRetry?.();
   }
 
   add(record: AttemptRecord): void {
@@ -61,9 +84,10 @@ export class OutcomeWriter {
     while (this.records.length > 0) {
       const batch = this.records.splice(0, BATCH);
       try {
-        await this.deps.store.record(batch);
+        const { changes } = await this.deps.store.record(batch, this.deps.policy);
         failures = 0;
         this.retriesWritten(batch);
+        if (changes.length > 0) this.deps.onBreakerChanges(changes);
       } catch (err) {
         if (isRefusedByDatabase(err)) {
           await this.writeOneByOne(batch);
@@ -71,6 +95,7 @@ export class OutcomeWriter {
         }
         this.records.unshift(...batch);
         failures += 1;
+        this.failed = true;
         this.deps.logger.warn(
           { err, pending: this.records.length },
           'could not record push outcomes; retrying',
@@ -80,16 +105,29 @@ export class OutcomeWriter {
           this.records = [];
           return;
         }
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** failures)));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.min(5_000, 250 * 2 ** failures));
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.wakeRetry = done;
+        });
+        this.wakeRetry = undefined;
       }
+    }
+    if (this.failed) {
+      this.failed = false;
+      this.deps.onUnblocked();
     }
   }
 
   private async writeOneByOne(batch: AttemptRecord[]): Promise<void> {
     for (const record of batch) {
       try {
-        await this.deps.store.record([record]);
+        const { changes } = await this.deps.store.record([record], this.deps.policy);
         this.retriesWritten([record]);
+        if (changes.length > 0) this.deps.onBreakerChanges(changes);
       } catch (err) {
         if (!isRefusedByDatabase(err)) {
           this.records.unshift(record); // unreachable now: writeAll keeps trying
@@ -99,16 +137,20 @@ export class OutcomeWriter {
           { err, jti: record.jti, outcome: record.outcome },
           'push outcome refused by the database; the SET will be pushed again after its lease',
         );
+        // Free it now (its lease names this worker, which nobody else would take over).
+        await this.deps.store
+          .release([{ jti: record.jti, lease: record.lease }])
+          .catch(() => undefined);
       }
     }
   }
 
   /** Retries are due `delayMs` after the statement's now(), so counted from its end. */
   private retriesWritten(batch: AttemptRecord[]): void {
-    let soonest = Infinity;
+    const delays: number[] = [];
     for (const r of batch)
-      if (r.outcome === 'retry' && r.delayMs !== null) soonest = Math.min(soonest, r.delayMs);
-    if (soonest !== Infinity) this.deps.onRetriesRecorded(soonest + 1);
+      if (r.outcome === 'retry' && r.delayMs !== null) delays.push(r.delayMs + 1);
+    if (delays.length > 0) this.deps.onRetriesRecorded(delays);
   }
 }
 

@@ -14,6 +14,7 @@ import { API_PROFILES, V3_1_PROFILE } from '../apiProfiles.js';
 import { loadOpenApiDocument, openApiRouter } from '../openapi.js';
 import { documentFor } from '../openapiDocuments.js';
 import { publicJwksRouter } from './publicJwks.js';
+import { adminPushEndpointsRouter } from '../admin/pushEndpointsRoute.js';
 import { discoveryRouter } from './discovery.js';
 import { obieApiRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
@@ -72,5 +73,10 @@ export function adminRouters(deps: RouteDeps): Router[] {
       secureCookies: deps.config.mode === 'production',
     }),
     ...(deps.config.http.adminPublicJwks ? [publicJwksRouter(deps.services.keys)] : []),
+    adminPushEndpointsRouter({
+      knex: deps.services.db.knex,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+    }),
   ];
 }
