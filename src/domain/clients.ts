@@ -70,6 +70,9 @@ export class Clients {
 
   /** The client if it exists and is active; cached for at most a second. */
   async findActive(clientId: string): Promise<Client | undefined> {
+    // An id outside the registration grammar cannot exist: no query (and no NUL byte, lone
+    // surrogate or 15,000-character id ever reaches Postgres or the cache).
+    if (!CLIENT_ID.test(clientId)) return undefined;
     const now = this.deps.clock.now();
     const hit = this.cache.get(clientId);
     if (hit && hit.until > now) return hit.client;

@@ -25,6 +25,7 @@ import type {
 } from '../db/stores/subscriptionsStore.js';
 import { AppError, detail, invalid } from '../errors.js';
 import type { LookupAll } from '../net/addressPolicy.js';
+import { isStorableText } from '../storableText.js';
 import { assertValidCallbackUrl, parseCallbackUrl } from './callbackUrl.js';
 import { toEventTypeCode, typesAllowedForVersion, type EventTypeCode } from './eventTypes.js';
 import { ACCEPTED_VERSIONS_TEXT, parseSubscriptionVersion } from './versions.js';
@@ -171,6 +172,8 @@ export class Subscriptions {
   }
 
   private async assertOwned(clientId: string, subscriptionId: string): Promise<void> {
+    // A path id that Postgres text cannot hold (`/event-subscriptions/%00`) names nothing.
+    if (!isStorableText(subscriptionId)) throw notFound();
     const found = await this.deps.store.findById(subscriptionId);
     if (!found) throw notFound();
     if (found.clientId !== clientId) {

@@ -28,6 +28,7 @@ import { certificateSubject, DnSyntaxError, parseDn, sameDn } from '../crypto/di
 import type { AssertionJtisStore } from '../db/stores/assertionJtisStore.js';
 import type { AuthMethod, Client } from '../db/stores/clientsStore.js';
 import { OAuthError, UnauthenticatedError } from '../errors.js';
+import { isStorableText } from '../storableText.js';
 import type { Logger } from '../logger.js';
 import type { Clients } from './clients.js';
 import { ReplayGuard } from './replayGuard.js';
@@ -348,6 +349,10 @@ function formParameters(form: unknown): Map<string, string> {
   for (const [name, value] of Object.entries(form as Record<string, unknown>)) {
     if (typeof value !== 'string') {
       throw new OAuthError('invalid_request', `parameter ${name} must be sent once`);
+    }
+    // U+0000 or a lone surrogate (client_id=%00) would reach Postgres and fail there.
+    if (!isStorableText(name) || !isStorableText(value)) {
+      throw new OAuthError('invalid_request', 'a parameter holds characters that are not allowed');
     }
     params.set(name, value);
   }

@@ -4,7 +4,7 @@
 // - body-parser and express-openapi-validator errors: the caller's fault, so 4xx.
 // - anything else: 500 with a generic body; the details go to the log only.
 import { STATUS_CODES } from 'node:http';
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import {
   AppError,
   OAuthError,
@@ -208,7 +208,29 @@ export function methodNotAllowed(allowed: string[]): RequestHandler {
   };
 }
 
-export const errorMapper: ErrorRequestHandler = (err: unknown, _req, res, next) => {
+// Backstop: Postgres refused a value a caller sent (bad encoding, NUL, text that is not the
+// column's type). The boundaries check values first (src/storableText.ts); should one slip
+// through, it is still the caller's 400, not a 500.
+const REFUSED_VALUE_SQLSTATES = new Set(['22021', '22P05', '22P02']);
+
+function isRefusedValue(err: unknown): err is { code: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && REFUSED_VALUE_SQLSTATES.has(code);
+}
+
+function sendRefusedValue(req: Request, res: Response, err: { code: string }): void {
+  const reason = `database refused a value (SQLSTATE ${err.code})`;
+  const message = 'a value in the request cannot be accepted';
+  if (req.path === '/token') {
+    sendOAuthError(res, new OAuthError('invalid_request', message, reason));
+    return;
+  }
+  const ctx = res.locals.ctx ? requestContext(res) : undefined;
+  ctx?.log.warn({ err }, reason);
+  sendAppError(res, new AppError('invalid_request', message));
+}
+
+export const errorMapper: ErrorRequestHandler = (err: unknown, req, res, next) => {
   if (res.headersSent) {
     next(err);
     return;
@@ -225,6 +247,10 @@ export const errorMapper: ErrorRequestHandler = (err: unknown, _req, res, next) 
     typeof err === 'object' && err !== null ? fromHttpError(err as HttpLikeError) : undefined;
   if (mapped) {
     sendAppError(res, mapped);
+    return;
+  }
+  if (isRefusedValue(err)) {
+    sendRefusedValue(req, res, err);
     return;
   }
   const ctx = res.locals.ctx ? requestContext(res) : undefined;

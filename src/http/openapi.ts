@@ -24,6 +24,7 @@ import express, {
 import * as OpenApiValidator from 'express-openapi-validator';
 import { AppError, detail, OAuthError } from '../errors.js';
 import { jsonBytes } from './jsonBytes.js';
+import { assertStorableJson, verifyUtf8 } from './strictJson.js';
 
 export const OPENAPI_PATH = '/open-banking/v3.1/openapi.json';
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -94,15 +95,31 @@ export function rawBody(req: Request): Buffer | undefined {
 
 const parseJson = express.json({
   limit: BODY_LIMIT_BYTES,
-  verify: (req, _res, buf) => {
+  verify: (req, res, buf) => {
+    verifyUtf8(req, res, buf); // invalid UTF-8 is refused, never replaced (src/http/strictJson.ts)
     (req as unknown as { rawBody: Buffer }).rawBody = buf;
   },
 });
 
-// Only a body we accept is read: anything else is left for the validator to refuse (415).
+// Only a body we accept is read: anything else is left for the validator to refuse (415). What
+// Postgres text cannot hold (U+0000, lone surrogates) is refused here, before any route.
 const jsonBody: RequestHandler = (req, res, next) => {
-  if (req.is('application/json')) parseJson(req, res, next);
-  else next();
+  if (!req.is('application/json')) {
+    next();
+    return;
+  }
+  parseJson(req, res, (err?: unknown) => {
+    if (err !== undefined) {
+      next(err);
+      return;
+    }
+    try {
+      assertStorableJson(req.body);
+      next();
+    } catch (refused) {
+      next(refused);
+    }
+  });
 };
 
 // The same limits as the token route's own parser (src/http/routes/token.ts), which then finds

@@ -7,6 +7,7 @@ import { AppError } from '../../errors.js';
 import { requireAccessToken, POLLING_SCOPES, type AccessTokenDeps } from '../auth/accessToken.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
+import { verifyUtf8 } from '../strictJson.js';
 
 export const EVENTS_PATH = '/open-banking/v3.1/events';
 
@@ -21,7 +22,7 @@ export function eventsRouter(deps: AccessTokenDeps & { polling: Polling }): Rout
         throw new AppError('unsupported_media_type', 'send application/json');
       next();
     },
-    express.json({ limit: '64kb', strict: false }),
+    express.json({ limit: '64kb', strict: false, verify: verifyUtf8 }),
     async (req, res) => {
       const aborted = new AbortController();
       res.on('close', () => aborted.abort());
