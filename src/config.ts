@@ -149,6 +149,11 @@ const envSchema = z.object({
 
   LOG_LEVEL: logLevel.default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
+
+  MAX_CLIENT_JWKS_KEYS: int(1, 1_000).default(20),
+  RATE_LIMIT_TOKENS_PER_MINUTE: int(0, 1_000_000).default(60),
+  RATE_LIMIT_API_PER_SECOND: int(0, 1_000_000).default(50),
+  RATE_LIMIT_REPLICAS: int(1, 1_000).default(1),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -222,6 +227,13 @@ export interface Config {
     breakerOpenSeconds: number;
   };
   log: { level: z.infer<typeof logLevel>; format: 'json' | 'pretty' };
+  /** Client registration limits. */
+  clients: { maxJwksKeys: number };
+  /**
+   * Per-client request limits for the whole deployment (0: off); each replica enforces its
+   * share, the limit divided by `replicas` (src/http/rateLimits.ts).
+   */
+  rateLimits: { tokensPerMinute: number; apiPerSecond: number; replicas: number };
   /** Which settings fell back to development defaults (reported loudly at start-up). */
   developmentDefaults: string[];
 }
@@ -327,6 +339,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     log: {
       level: e.LOG_LEVEL,
       format: e.LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json'),
+    },
+    clients: { maxJwksKeys: e.MAX_CLIENT_JWKS_KEYS },
+    rateLimits: {
+      tokensPerMinute: e.RATE_LIMIT_TOKENS_PER_MINUTE,
+      apiPerSecond: e.RATE_LIMIT_API_PER_SECOND,
+      replicas: e.RATE_LIMIT_REPLICAS,
     },
     developmentDefaults,
   };

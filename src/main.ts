@@ -12,7 +12,7 @@ import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
 import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
-import { Clients } from './domain/clients.js';
+import { Clients, withoutTransportIdentity } from './domain/clients.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
@@ -63,7 +63,15 @@ export function buildServices(
   clock: Clock = systemClock,
   metrics?: Metrics,
 ): Services {
-  const clients = new Clients({ store: ClientsStore.create(db.knex), knex: db.knex, clock });
+  const clients = new Clients({
+    store: ClientsStore.create(db.knex),
+    knex: db.knex,
+    clock,
+    policy: {
+      requireTransportIdentity: config.mode === 'production',
+      maxJwksKeys: config.clients.maxJwksKeys,
+    },
+  });
   const keys = new KeyRing({
     store: SigningKeysStore.create(db.knex),
     knex: db.knex,
@@ -132,6 +140,16 @@ export function buildServices(
   };
 }
 
+/** Production: such clients get no tokens (src/domain/tokens.ts); say so once, loudly. */
+async function warnClientsWithoutTransportIdentity(services: Services, logger: Logger) {
+  const missing = withoutTransportIdentity(await services.clients.list());
+  if (missing.length === 0) return;
+  logger.warn(
+    { clients: missing.slice(0, 20).map((c) => c.clientId), count: missing.length },
+    'clients without a transport identity get no tokens in production: register their certificate subject DN (clients add --tls-subject-dn) or thumbprint',
+  );
+}
+
 function lazySetSigner(workers: number): SetSigner {
   let signer: SetSigner | undefined;
   const get = () => (signer ??= createSetSigner({ workers }));
@@ -191,6 +209,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
+    if (config.mode === 'production') await warnClientsWithoutTransportIdentity(services, logger);
     await services.subscriptions.watch(db.notifier);
     await services.longPolls.start(db.notifier);
 
