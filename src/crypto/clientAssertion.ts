@@ -174,6 +174,10 @@ async function signatureVerified(
   policy: AssertionPolicy,
   nowMs: number,
 ): Promise<void> {
+  // Without a kid every key would be tried: refused unless the JWKS holds a single key.
+  if (kid === undefined && jwks.keys.length > 1) {
+    throw fail('no_matching_key', 'the client has several keys: the assertion must name its kid');
+  }
   const candidates = await keysFor(jwks, alg, kid);
   if (candidates.length === 0) {
     throw fail(
@@ -181,7 +185,7 @@ async function signatureVerified(
       `no ${alg} key${kid === undefined ? '' : ` with kid "${kid}"`} in the client's JWKS`,
     );
   }
-  // Without a kid several keys may fit: the assertion is good if one of them verifies it.
+  // A key without a kid, or several with the same alg and no kid: one of them must verify it.
   for (const [i, candidate] of candidates.entries()) {
     try {
       await jwtVerify(assertion, candidate.key, {
