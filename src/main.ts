@@ -17,6 +17,7 @@ import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
 import { Polling } from './domain/polling.js';
+import { RateLimits } from './domain/rateLimits.js';
 import { Publisher } from './domain/publishing.js';
 import { RequestSignatures } from './domain/requestSignatures.js';
 import { ResponseSigner } from './domain/responseSigner.js';
@@ -53,6 +54,7 @@ export interface Services {
   subscriptions: Subscriptions;
   requestSignatures: RequestSignatures;
   responseSigner: ResponseSigner;
+  rateLimits: RateLimits;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -79,9 +81,11 @@ export function buildServices(
     clock,
     logger,
   });
+  const rateLimits = new RateLimits(config.rateLimits, clock);
   const tokens = new Tokens({
     clients,
     keys,
+    rateLimits,
     jtis: AssertionJtisStore.create(db.knex),
     config,
     clock,
@@ -136,7 +140,7 @@ export function buildServices(
   });
   return {
     ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
-    ...{ subscriptions, requestSignatures, responseSigner },
+    ...{ subscriptions, requestSignatures, responseSigner, rateLimits },
   };
 }
 

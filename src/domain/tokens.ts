@@ -1,7 +1,7 @@
 // The token endpoint (client credentials, RFC 6749 §4.4) and the resource server's access token
 // check, as small named steps:
 //
-//   POST /token: parseGrant → authenticateClient (private_key_jwt | tls_client_auth)
+//   POST /token: parseGrant → rate limit → authenticateClient (private_key_jwt | tls_client_auth)
 //                → checkTransportIdentity → checkReplay → checkAuthMethod → grantScopes
 //                → issueToken
 //   protected routes: verifyToken → checkCertificateBinding → checkClientActive
@@ -37,6 +37,7 @@ import { OAuthError, UnauthenticatedError } from '../errors.js';
 import { isStorableText } from '../storableText.js';
 import type { Logger } from '../logger.js';
 import type { Clients } from './clients.js';
+import type { RateLimits } from './rateLimits.js';
 import { ReplayGuard } from './replayGuard.js';
 import type { KeyRing } from './signingKeys.js';
 
@@ -80,6 +81,8 @@ export interface TokensDeps {
   clients: Clients;
   keys: KeyRing;
   jtis: AssertionJtisStore;
+  /** Per-certificate budget at /token (none: unlimited). */
+  rateLimits?: Pick<RateLimits, 'checkTokenRequest'>;
   config: Pick<Config, 'http' | 'auth' | 'mode'>;
   clock: Clock;
   logger: Logger;
@@ -127,6 +130,8 @@ export class Tokens {
   async issue(request: TokenRequest): Promise<IssuedToken> {
     const grant = parseGrant(request);
     const certificate = certificateOf(request);
+    // Before any signature is checked or row written: the budget protects that work.
+    this.deps.rateLimits?.checkTokenRequest(certificate);
     const authenticated = await this.authenticateClient(grant);
     this.checkTransportIdentity(authenticated.client, certificate);
     await this.checkReplay(authenticated);

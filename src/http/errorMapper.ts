@@ -82,6 +82,7 @@ export function sendAppError(res: Response, err: AppError): void {
   const status = STATUS[err.kind];
   if (err.internalReason) ctx?.log.info({ reason: err.internalReason, status }, err.message);
   if (err.kind === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow);
+  if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', err.retryAfterSeconds);
   if (err instanceof UnauthenticatedError) {
     res.setHeader('WWW-Authenticate', `Bearer error="${err.bearerError}"`);
     res.status(401).end();
@@ -98,6 +99,7 @@ function sendOAuthError(res: Response, err: OAuthError): void {
   const ctx = res.locals.ctx ? requestContext(res) : undefined;
   ctx?.log.info({ reason: err.internalReason, error: err.error }, 'token request refused');
   res.setHeader('Cache-Control', 'no-store');
+  if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', err.retryAfterSeconds);
   res.status(err.status).json({ error: err.error, error_description: err.description });
 }
 
