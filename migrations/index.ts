@@ -8,6 +8,7 @@ import * as operations from './20261201151000_operations.js';
 import * as subscriptionApiVersion from './20261201130000_subscription_api_version.js';
 import * as metricTotals from './20261201150000_metric_totals.js';
 import * as pushReliability from './20261201110000_push_reliability.js';
+import * as clientTransportIdentity from './20261201120000_client_transport_identity.js';
 
 export interface Migration {
   name: string;
@@ -20,6 +21,7 @@ export const migrations: readonly Migration[] = [
   outbox,
   push,
   pushReliability,
+  clientTransportIdentity,
   subscriptionApiVersion,
   metricTotals,
   operations,

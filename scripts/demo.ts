@@ -86,9 +86,11 @@ async function main(): Promise<boolean> {
     ]);
 
     // The demo TPP of the development PKI, and a second one made here.
+    // Each with its transport identity: /token serves a client only over its own certificate.
     await server.services.clients.register({
       clientId: DEMO_TPP.clientId,
       jwks: JSON.parse(read(pki.tppJwks)) as { keys: [] },
+      tlsSubjectDn: DEMO_TPP.subjectDn,
     });
     const second = issueCertificate(ca, {
       commonName: POLLING_TPP,
@@ -100,6 +102,7 @@ async function main(): Promise<boolean> {
     await server.services.clients.register({
       clientId: POLLING_TPP,
       jwks: { keys: [secondKey.publicJwk] },
+      tlsSubjectDn: `CN=${POLLING_TPP},O=ob-events demo,C=GB`,
     });
     stepDone(
       `Registered two TPPs (what \`ob-events clients add\` does), each with its certificate and signing key`,

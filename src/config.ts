@@ -193,6 +193,10 @@ const envSchema = z.object({
   REPLAY_MAX_SETS: int(1, 1_000_000).default(10_000),
   OPERATOR_PASSWORD: z.string().min(12, { error: 'must be at least 12 characters' }).optional(),
   OPERATOR_PASSWORD_FILE: nonEmpty.optional(),
+  MAX_CLIENT_JWKS_KEYS: int(1, 1_000).default(20),
+  RATE_LIMIT_TOKENS_PER_MINUTE: int(0, 1_000_000).default(60),
+  RATE_LIMIT_API_PER_SECOND: int(0, 1_000_000).default(50),
+  RATE_LIMIT_REPLICAS: int(1, 1_000).default(1),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -290,6 +294,13 @@ export interface Config {
     /** A file holding the credential (read when the console starts), instead of the variable. */
     operatorPasswordFile: string | undefined;
   };
+  /** Client registration limits. */
+  clients: { maxJwksKeys: number };
+  /**
+   * Per-client request limits for the whole deployment (0: off); each replica enforces its
+   * share, the limit divided by `replicas` (src/http/rateLimits.ts).
+   */
+  rateLimits: { tokensPerMinute: number; apiPerSecond: number; replicas: number };
   /** Which settings fell back to development defaults (reported loudly at start-up). */
   developmentDefaults: string[];
 }
@@ -410,6 +421,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       operatorPasswordFile: e.OPERATOR_PASSWORD_FILE
         ? resolve(e.OPERATOR_PASSWORD_FILE)
         : undefined,
+    },
+    clients: { maxJwksKeys: e.MAX_CLIENT_JWKS_KEYS },
+    rateLimits: {
+      tokensPerMinute: e.RATE_LIMIT_TOKENS_PER_MINUTE,
+      apiPerSecond: e.RATE_LIMIT_API_PER_SECOND,
+      replicas: e.RATE_LIMIT_REPLICAS,
     },
     developmentDefaults,
   };

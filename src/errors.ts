@@ -47,6 +47,8 @@ export type ErrorKind =
 export class AppError extends Error {
   /** For method_not_allowed: the Allow header value. */
   allow?: string;
+  /** For too_many_requests and unavailable: the Retry-After header value, in seconds. */
+  retryAfterSeconds?: number;
 
   constructor(
     readonly kind: ErrorKind,
@@ -91,7 +93,9 @@ export type OAuthErrorCode =
   | 'invalid_grant'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
-  | 'invalid_scope';
+  | 'invalid_scope'
+  // RFC 8628 §3.5's code for a client asking too often; answered with 429 and Retry-After.
+  | 'slow_down';
 
 /**
  * Token endpoint errors (RFC 6749 §5.2): a JSON body `{error, error_description}` rather than
@@ -99,6 +103,8 @@ export type OAuthErrorCode =
  */
 export class OAuthError extends Error {
   readonly status: number;
+  /** With slow_down: the Retry-After header value, in seconds. */
+  retryAfterSeconds?: number;
   constructor(
     readonly error: OAuthErrorCode,
     readonly description: string,
@@ -106,6 +112,6 @@ export class OAuthError extends Error {
   ) {
     super(`${error}: ${description}`);
     this.name = 'OAuthError';
-    this.status = error === 'invalid_client' ? 401 : 400;
+    this.status = error === 'invalid_client' ? 401 : error === 'slow_down' ? 429 : 400;
   }
 }

@@ -12,7 +12,7 @@ import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
 import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
-import { Clients } from './domain/clients.js';
+import { Clients, withoutTransportIdentity } from './domain/clients.js';
 import { EventTypeCatalog } from './domain/eventTypes.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
@@ -21,6 +21,7 @@ import { OperatorAuth } from './domain/operatorAuth.js';
 import { Operations } from './domain/operations.js';
 import { OperatorSessionsStore } from './db/stores/operatorSessionsStore.js';
 import { Polling } from './domain/polling.js';
+import { RateLimits } from './domain/rateLimits.js';
 import { Publisher } from './domain/publishing.js';
 import { RequestSignatures } from './domain/requestSignatures.js';
 import { ResponseSigner } from './domain/responseSigner.js';
@@ -50,6 +51,7 @@ export interface Services {
   operatorAuth: OperatorAuth;
   /** The event types this bank offers (SUPPORTED_EVENT_TYPES, EXTENSION_EVENT_TYPES). */
   eventTypes: EventTypeCatalog;
+  rateLimits: RateLimits;
 }
 
 /** Builds the domain services on an open database (shared by `serve` and the CLI commands). */
@@ -60,7 +62,15 @@ export function buildServices(
   clock: Clock = systemClock,
   metrics?: Metrics,
 ): Services {
-  const clients = new Clients({ store: ClientsStore.create(db.knex), knex: db.knex, clock });
+  const clients = new Clients({
+    store: ClientsStore.create(db.knex),
+    knex: db.knex,
+    clock,
+    policy: {
+      requireTransportIdentity: config.mode === 'production',
+      maxJwksKeys: config.clients.maxJwksKeys,
+    },
+  });
   const keys = new KeyRing({
     store: SigningKeysStore.create(db.knex),
     knex: db.knex,
@@ -68,9 +78,11 @@ export function buildServices(
     clock,
     logger,
   });
+  const rateLimits = new RateLimits(config.rateLimits, clock);
   const tokens = new Tokens({
     clients,
     keys,
+    rateLimits,
     jtis: AssertionJtisStore.create(db.knex),
     config,
     clock,
@@ -141,6 +153,7 @@ export function buildServices(
   return {
     ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
     ...{ subscriptions, requestSignatures, responseSigner, operations, operatorAuth, eventTypes },
+    rateLimits,
   };
 }
 
@@ -153,6 +166,16 @@ function operatorCredential(config: Config['operations']): string | undefined {
     throw new Error(`OPERATOR_PASSWORD_FILE: the credential must be at least 12 characters`);
   }
   return value;
+}
+
+/** Production: such clients get no tokens (src/domain/tokens.ts); say so once, loudly. */
+async function warnClientsWithoutTransportIdentity(services: Services, logger: Logger) {
+  const missing = withoutTransportIdentity(await services.clients.list());
+  if (missing.length === 0) return;
+  logger.warn(
+    { clients: missing.slice(0, 20).map((c) => c.clientId), count: missing.length },
+    'clients without a transport identity get no tokens in production: register their certificate subject DN (clients add --tls-subject-dn) or thumbprint',
+  );
 }
 
 function lazySetSigner(workers: number): SetSigner {
@@ -220,6 +243,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
+    if (config.mode === 'production') await warnClientsWithoutTransportIdentity(services, logger);
     await services.subscriptions.watch(db.notifier);
     await services.longPolls.start(db.notifier);
 

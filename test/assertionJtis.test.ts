@@ -51,6 +51,30 @@ describe.each([
     expect(await guard.firstUse('c', 'same', later)).toBe(false);
   });
 
+  it('when one jti in a batch holds a NUL byte, then only that request fails and the others are answered', async () => {
+    const guard = new ReplayGuard(store);
+    const answers = await Promise.allSettled([
+      guard.firstUse('d', 'good-1', later),
+      guard.firstUse('e', 'bad\u0000jti', later),
+      guard.firstUse('f', 'good-2', later),
+      guard.firstUse('f', 'good-2', later),
+    ]);
+    expect(answers.map((a) => (a.status === 'fulfilled' ? a.value : 'rejected'))).toEqual([
+      true,
+      'rejected',
+      true,
+      false,
+    ]);
+    expect(await guard.firstUse('d', 'good-1', later)).toBe(false);
+    // A lone surrogate fails the batched (JSON) statement too; the others still get answers.
+    // (The token endpoint refuses such a jti before it gets here.)
+    const more = await Promise.allSettled([
+      guard.firstUse('g', 'lone \ud800 surrogate', later),
+      guard.firstUse('h', 'good-3', later),
+    ]);
+    expect(more[1]).toEqual({ status: 'fulfilled', value: true });
+  });
+
   it('when the database fails, then every waiting request gets the error (nobody is let through)', async () => {
     const broken = {
       rememberAll: () => Promise.reject(new Error('connection lost')),

@@ -245,6 +245,40 @@ describe('ob-events CLI', () => {
       });
     });
 
+    it('when --tls-cert-thumbprint is given twice (x5t#S256 and SHA-256 hex), then both are pinned as x5t#S256', async () => {
+      const hex = 'AB:'.repeat(31) + 'AB';
+      const x5t = Buffer.alloc(32, 1).toString('base64url');
+      const r = await ob([
+        'clients',
+        'add',
+        '--client-id',
+        'tpp-pinned',
+        '--tls-cert-thumbprint',
+        x5t,
+        '--tls-cert-thumbprint',
+        hex,
+        '--jwks',
+        pki.tppJwksPath,
+      ]);
+      expect(json<{ tls_cert_thumbprints: string[] }>(r).tls_cert_thumbprints).toEqual([
+        x5t,
+        Buffer.alloc(32, 0xab).toString('base64url'),
+      ]);
+      refused(
+        await ob([
+          'clients',
+          'add',
+          '--client-id',
+          'tpp-bad-pin',
+          '--tls-cert-thumbprint',
+          'nope',
+          '--jwks',
+          pki.tppJwksPath,
+        ]),
+        /thumbprint/,
+      );
+    });
+
     it('when --jwks is missing, then it exits non-zero with one line', async () => {
       refused(await ob(['clients', 'add', '--client-id', 'x']), /--jwks/);
     });

@@ -10,6 +10,8 @@ import {
   type AssertionPolicy,
 } from '../src/crypto/clientAssertion.js';
 import { createSigningKeyPair } from '../src/crypto/devPki.js';
+import { loadConfig } from '../src/config.js';
+import { validatePublicJwks } from '../src/domain/clients.js';
 
 const TOKEN_ENDPOINT = 'https://bank.example/token';
 const NOW_MS = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -129,6 +131,18 @@ describe('verifyClientAssertion', () => {
     );
   });
 
+  it('when the client has several keys and the assertion names no kid, then no_matching_key (keys are not tried one by one)', async () => {
+    clients.set('tpp-2', { jwks: { keys: [otherKey.publicJwk, key.publicJwk] } });
+    const jwt = await assertion({ iss: 'tpp-2', sub: 'tpp-2' }, { kid: undefined });
+    expect(await failure(jwt)).toBe('no_matching_key');
+    // Naming the kid, the same client is accepted.
+    expect(await failure(await assertion({ iss: 'tpp-2', sub: 'tpp-2' }))).toBe('accepted');
+  });
+
+  it('when the client has one key and the assertion names no kid, then that key verifies it', async () => {
+    expect(await failure(await assertion({}, { kid: undefined }))).toBe('accepted');
+  });
+
   it('when the kid is not in the JWKS, then no_matching_key', async () => {
     expect(await failure(await assertion({}, { kid: otherKey.kid }, otherKey.privateJwk))).toBe(
       'no_matching_key',
@@ -167,5 +181,20 @@ describe('verifyClientAssertion', () => {
       otherKey.privateJwk,
     );
     expect(await failure(jwt)).toBe('unknown_client');
+  });
+});
+
+describe('client JWKS size', () => {
+  it('when a JWKS holds more keys than MAX_CLIENT_JWKS_KEYS, then registration refuses it before importing any', async () => {
+    const one = await createSigningKeyPair();
+    const keys = Array.from({ length: 21 }, (_, i) => ({ ...one.publicJwk, kid: `k${i}` }));
+    await expect(validatePublicJwks({ keys })).rejects.toThrow(/at most 20/);
+    await expect(validatePublicJwks({ keys: keys.slice(0, 3) }, 2)).rejects.toThrow(/at most 2/);
+    await expect(validatePublicJwks({ keys: keys.slice(0, 2) }, 2)).resolves.toBeTruthy();
+  });
+
+  it('when MAX_CLIENT_JWKS_KEYS is not set, then the limit is 20', () => {
+    expect(loadConfig({}).clients.maxJwksKeys).toBe(20);
+    expect(loadConfig({ MAX_CLIENT_JWKS_KEYS: '5' }).clients.maxJwksKeys).toBe(5);
   });
 });

@@ -1,9 +1,9 @@
 // Request logs: every line of a request carries its interaction id, and its client id once the
 // caller is authenticated; tokens and assertions never appear.
 import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { createLogger, MAX_LOGGED_STRING } from '../src/logger.js';
 import { startServer, type RunningServer } from '../src/main.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { call } from './helpers/http.js';
@@ -29,7 +29,9 @@ describe('request logging', () => {
       },
     });
     const config = loadConfig(testEnv(db, { LOG_LEVEL: 'debug' }));
-    running = await startServer({ config, logger: pino({ level: 'debug' }, sink) });
+    // The logger `serve` uses (bounded values, redaction), writing to the test's sink.
+    const logger = createLogger({ level: 'debug', format: 'json', destination: sink });
+    running = await startServer({ config, logger });
     server = {
       url: `https://127.0.0.1:${running.apiPort}`,
       adminUrl: `http://127.0.0.1:${running.adminPort}`,
@@ -74,5 +76,21 @@ describe('request logging', () => {
     expect(all).not.toContain(token);
     expect(all).not.toContain(assertion);
     expect(all.toLowerCase()).not.toContain('bearer ');
+  });
+
+  it('when a 15,000-character client id is sent to /token, then every log line stays bounded', async () => {
+    const tpp = await createTestTpp(server);
+    const before = raw.length;
+    const res = await postToken(server, tpp.agent, {
+      grant_type: 'client_credentials',
+      client_id: 'x'.repeat(15_000),
+    });
+    expect(res.status).toBe(401);
+    const long = await call(tpp.agent, `${server.url}/${'p'.repeat(8_000)}`);
+    expect(long.status).toBeLessThan(500);
+    await new Promise((r) => setTimeout(r, 50));
+    const written = raw.slice(before);
+    expect(written.some((l) => l.includes('token request refused'))).toBe(true);
+    for (const line of written) expect(line.length).toBeLessThan(4 * MAX_LOGGED_STRING + 1_024);
   });
 });

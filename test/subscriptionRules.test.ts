@@ -140,6 +140,12 @@ describe('CallbackUrl syntax', () => {
     ['a fragment', `${GOOD}#f`],
     ['not absolute', '/open-banking/v3.1/event-notifications'],
     ['over 2,000 characters', `https://tpp.example/${'a'.repeat(2000)}/v3.1/event-notifications`],
+    ['backslashes', 'https:\\\\tpp.example\\open-banking\\v3.1\\event-notifications'],
+    ['a backslash in the path', 'https://tpp.example/open-banking\\v3.1/event-notifications'],
+    ['an upper-case host', 'https://TPP.example/open-banking/v3.1/event-notifications'],
+    ['the default port', 'https://tpp.example:443/open-banking/v3.1/event-notifications'],
+    ['a dot segment', 'https://tpp.example/x/../open-banking/v3.1/event-notifications'],
+    ['a tab inside', 'https://tpp.exa\tmple/open-banking/v3.1/event-notifications'],
   ])(
     'when the CallbackUrl has %s, then 400 UK.OBIE.Field.Invalid at Data.CallbackUrl',
     (_, url) => {
@@ -185,14 +191,18 @@ describe('CallbackUrl host', () => {
   });
 
   it('when the host name resolves to a private address, then it is refused unless private networks are allowed', async () => {
-    expect(await refused(GOOD, false, resolvesTo('10.0.0.5'))).toMatch(/private/);
+    expect(await refused(GOOD, false, resolvesTo('10.0.0.5'))).toBe(
+      'the CallbackUrl host must resolve to public addresses only',
+    );
     await expect(
       assertValidCallbackUrl(GOOD, { allowPrivateNetworks: true, lookup: resolvesTo('10.0.0.5') }),
     ).resolves.toBeUndefined();
   });
 
   it('when the host name resolves to the metadata address, then it is refused even with private networks allowed', async () => {
-    expect(await refused(GOOD, true, resolvesTo('169.254.169.254'))).toMatch(/metadata/);
+    expect(await refused(GOOD, true, resolvesTo('169.254.169.254'))).toBe(
+      'the CallbackUrl host must resolve to public addresses only',
+    );
   });
 
   it('when the host is an IPv4-mapped metadata or link-local literal, then it is refused', async () => {
@@ -200,10 +210,24 @@ describe('CallbackUrl host', () => {
     await refused('https://[fe80::1]/open-banking/v3.1/event-notifications', true);
   });
 
-  it('when the loopback address is written in a shorthand the URL parser expands, then it is still loopback', async () => {
-    expect(
-      await refused('https://2130706433/open-banking/v3.1/event-notifications', false),
-    ).toMatch(/loopback address \(127\.0\.0\.1\)/);
+  it('when the loopback address is written in a shorthand the URL parser expands, then it is refused as non-canonical', async () => {
+    const message = await refused(
+      'https://2130706433/open-banking/v3.1/event-notifications',
+      false,
+    );
+    expect(message).toMatch(/canonical form/);
+    expect(message).not.toMatch(/127\.0\.0\.1/);
+  });
+
+  it('when the host resolves to an internal address, then the message reveals neither the address nor its kind', async () => {
+    for (const address of ['10.1.2.3', '127.0.0.1', '169.254.169.254', 'fd00::7']) {
+      const message = await refused(GOOD, false, resolvesTo(address));
+      expect(message).not.toContain(address);
+      expect(message).not.toMatch(/private|loopback|metadata|link-local|reserved/);
+    }
+    const unresolvable: LookupAll = () =>
+      Promise.reject(Object.assign(new Error('x'), { code: 'ENOTFOUND' }));
+    expect(await refused(GOOD, false, unresolvable)).toBe('the CallbackUrl host does not resolve');
   });
 
   it('when the host does not resolve, then it is refused', async () => {

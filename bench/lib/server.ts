@@ -89,6 +89,9 @@ export async function startBenchServer(
       TLS_KEY_FILE: pki.serverKey,
       TLS_CLIENT_CA_FILE: pki.caCert,
       LOG_LEVEL: 'warn',
+      // Benchmarks measure throughput: per-client rate limits off (0).
+      RATE_LIMIT_TOKENS_PER_MINUTE: '0',
+      RATE_LIMIT_API_PER_SECOND: '0',
       LOG_FORMAT: 'json',
       ...database.env,
       ...opts.env,

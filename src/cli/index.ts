@@ -64,7 +64,15 @@ export function buildProgram(): Command {
         .choices(['private_key_jwt', 'tls_client_auth'])
         .default('private_key_jwt'),
     )
-    .option('--tls-subject-dn <dn>', 'RFC 4514 subject DN of the TPP certificate (tls_client_auth)')
+    .option(
+      '--tls-subject-dn <dn>',
+      "RFC 4514 subject DN of the TPP's transport certificate (/token refuses any other)",
+    )
+    .option(
+      '--tls-cert-thumbprint <x5t>',
+      'pin a transport certificate: x5t#S256 or SHA-256 hex (repeatable)',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option(
       '--scopes <scopes>',
       'space-separated scopes (accounts payments fundsconfirmations eventpolling)',

@@ -21,6 +21,8 @@ import {
   type ProtectedHeaderParameters,
 } from 'jose';
 
+import { isStorableText } from '../storableText.js';
+
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** FAPI §8.6: PS256 or ES256; never `none`, never a MAC (HS*), not RS256. */
@@ -141,6 +143,10 @@ function requiredClaims(c: JWTPayload): RequiredClaims {
     throw fail('malformed', 'exp must be a number');
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)
     throw fail('malformed', `jti must be a string of 1-${MAX_JTI_LENGTH} characters`);
+  // The jti is written to Postgres (replay guard): refuse what text cannot hold, here, before
+  // it can fail a batched insert shared with other clients' requests.
+  if (!isStorableText(jti) || !isStorableText(iss) || !isStorableText(sub))
+    throw fail('malformed', 'iss, sub and jti must not hold U+0000 or lone surrogates');
   return { iss, sub, aud, exp, jti };
 }
 
@@ -168,6 +174,10 @@ async function signatureVerified(
   policy: AssertionPolicy,
   nowMs: number,
 ): Promise<void> {
+  // Without a kid every key would be tried: refused unless the JWKS holds a single key.
+  if (kid === undefined && jwks.keys.length > 1) {
+    throw fail('no_matching_key', 'the client has several keys: the assertion must name its kid');
+  }
   const candidates = await keysFor(jwks, alg, kid);
   if (candidates.length === 0) {
     throw fail(
@@ -175,7 +185,7 @@ async function signatureVerified(
       `no ${alg} key${kid === undefined ? '' : ` with kid "${kid}"`} in the client's JWKS`,
     );
   }
-  // Without a kid several keys may fit: the assertion is good if one of them verifies it.
+  // A key without a kid, or several with the same alg and no kid: one of them must verify it.
   for (const [i, candidate] of candidates.entries()) {
     try {
       await jwtVerify(assertion, candidate.key, {

@@ -2,7 +2,9 @@
 // Notification API followed by /event-notifications"; §11.3), plus what a server that will POST
 // to the URL must refuse:
 //
-// 1. at most 2,000 characters, an absolute URL that parses;
+// 1. at most 2,000 characters, an absolute URL that parses, written exactly as the WHATWG URL
+//    serializer writes it (so no tool can read it as another host: `https:\\evil\\...`,
+//    `https://2130706433/`, an upper-case host or a default port are refused, not normalised);
 // 2. https only (push is TLS; the TPP's server certificate is checked);
 // 3. no user name or password, no query, no fragment: we POST to the URL exactly as registered,
 //    and it must end in `/event-notifications`;
@@ -11,8 +13,10 @@
 //    the subscription's Version: a 4.0 subscription's URL ends in /v4.0/event-notifications;
 // 5. the host, after DNS resolution, is public: loopback and private addresses only with
 //    CALLBACK_ALLOW_PRIVATE_NETWORKS=true; link-local and metadata addresses never.
-// Every failure is 400 UK.OBIE.Field.Invalid with Path `Data.CallbackUrl`.
-import { invalid, type AppError } from '../errors.js';
+// Every failure is 400 UK.OBIE.Field.Invalid with Path `Data.CallbackUrl`. The message names the
+// rule that failed and nothing else: never a DNS answer or an internal address (those are only
+// logged, as the error's internal reason).
+import { AppError, detail } from '../errors.js';
 import {
   AddressRefusedError,
   HostUnresolvableError,
@@ -45,9 +49,14 @@ export async function assertValidCallbackUrl(
     });
   } catch (err) {
     if (err instanceof AddressRefusedError) {
-      throw fail(`the CallbackUrl host must not resolve to ${describe(err)}`);
+      throw fail(
+        'the CallbackUrl host must resolve to public addresses only',
+        `${url.hostname} resolves to ${describeCategory(err.category)} (${err.address})`,
+      );
     }
-    if (err instanceof HostUnresolvableError) throw fail(`the CallbackUrl host ${err.message}`);
+    if (err instanceof HostUnresolvableError) {
+      throw fail('the CallbackUrl host does not resolve', err.message);
+    }
     throw err;
   }
 }
@@ -62,6 +71,11 @@ export function parseCallbackUrl(value: string, version?: ParsedVersion): URL {
     url = new URL(value);
   } catch {
     throw fail('the CallbackUrl must be an absolute URL');
+  }
+  if (url.href !== value) {
+    throw fail(
+      'the CallbackUrl must be written in canonical form: lower-case host, no default port, no backslashes, percent-encoding as the URL standard writes it',
+    );
   }
   if (url.protocol !== 'https:') throw fail('the CallbackUrl must use https');
   if (url.username !== '' || url.password !== '') {
@@ -86,10 +100,11 @@ export function parseCallbackUrl(value: string, version?: ParsedVersion): URL {
   return url;
 }
 
-function fail(message: string): AppError {
-  return invalid('UK.OBIE.Field.Invalid', message, CALLBACK_URL_PATH);
-}
-
-function describe(err: AddressRefusedError): string {
-  return `${describeCategory(err.category)} (${err.address})`;
+function fail(message: string, internalReason?: string): AppError {
+  return new AppError(
+    'invalid_request',
+    message,
+    [detail('UK.OBIE.Field.Invalid', message, CALLBACK_URL_PATH)],
+    internalReason,
+  );
 }

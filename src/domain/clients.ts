@@ -23,15 +23,32 @@ export interface ClientRegistration {
   authMethod?: string | undefined;
   jwks: unknown;
   tlsSubjectDn?: string | undefined;
+  /** Pinned transport certificates: x5t#S256 (base64url) or SHA-256 hex, colons allowed. */
+  tlsCertThumbprints?: string[] | undefined;
   scopes?: string[] | undefined;
   signingIss?: string | undefined;
 }
+
+export interface RegistrationPolicy {
+  /** Outside development mode every client needs a transport identity (DN or thumbprints). */
+  requireTransportIdentity: boolean;
+  /** MAX_CLIENT_JWKS_KEYS: each kid-less assertion may have to try every key. */
+  maxJwksKeys: number;
+}
+
+export const DEFAULT_REGISTRATION_POLICY: RegistrationPolicy = {
+  requireTransportIdentity: false,
+  maxJwksKeys: 20,
+};
 
 export interface ClientsDeps {
   store: ClientsStore;
   knex: Knex;
   clock: Clock;
+  policy?: RegistrationPolicy;
 }
+
+const MAX_THUMBPRINTS = 20;
 
 export class Clients {
   private readonly cache = new Map<string, { client: Client | undefined; until: number }>();
@@ -47,7 +64,10 @@ export class Clients {
   }
 
   async register(input: ClientRegistration): Promise<Client> {
-    const client = await validateRegistration(input);
+    const client = await validateRegistration(
+      input,
+      this.deps.policy ?? DEFAULT_REGISTRATION_POLICY,
+    );
     const created = await this.deps.store.insert(client);
     if (!created) throw new AppError('conflict', `client ${client.clientId} is already registered`);
     return created;
@@ -70,6 +90,9 @@ export class Clients {
 
   /** The client if it exists and is active; cached for at most a second. */
   async findActive(clientId: string): Promise<Client | undefined> {
+    // An id outside the registration grammar cannot exist: no query (and no NUL byte, lone
+    // surrogate or 15,000-character id ever reaches Postgres or the cache).
+    if (!CLIENT_ID.test(clientId)) return undefined;
     const now = this.deps.clock.now();
     const hit = this.cache.get(clientId);
     if (hit && hit.until > now) return hit.client;
@@ -81,7 +104,14 @@ export class Clients {
   }
 }
 
-async function validateRegistration(input: ClientRegistration) {
+/** Active clients without any transport identity (production start-up names them). */
+export function withoutTransportIdentity(clients: Client[]): Client[] {
+  return clients.filter(
+    (c) => c.status === 'active' && c.tlsSubjectDn === null && c.tlsCertThumbprints.length === 0,
+  );
+}
+
+async function validateRegistration(input: ClientRegistration, policy: RegistrationPolicy) {
   if (!CLIENT_ID.test(input.clientId)) {
     throw invalid(
       'UK.OBIE.Field.Invalid',
@@ -115,6 +145,14 @@ async function validateRegistration(input: ClientRegistration) {
       'tls_subject_dn',
     );
   }
+  const tlsCertThumbprints = validateThumbprints(input.tlsCertThumbprints ?? []);
+  if (policy.requireTransportIdentity && tlsSubjectDn === null && tlsCertThumbprints.length === 0) {
+    throw invalid(
+      'UK.OBIE.Field.Missing',
+      'a transport identity is required outside development mode: the TLS subject DN of the client certificate and/or its thumbprint',
+      'tls_subject_dn',
+    );
+  }
   const scopes = input.scopes ?? DEFAULT_SCOPES;
   const unknown = scopes.filter((s) => !(KNOWN_SCOPES as readonly string[]).includes(s));
   if (scopes.length === 0 || unknown.length > 0) {
@@ -135,15 +173,46 @@ async function validateRegistration(input: ClientRegistration) {
     clientId: input.clientId,
     name,
     authMethod,
-    jwks: await validatePublicJwks(input.jwks),
+    jwks: await validatePublicJwks(input.jwks, policy.maxJwksKeys),
     tlsSubjectDn,
+    tlsCertThumbprints,
     scopes: [...new Set(scopes)],
     signingIss,
   };
 }
 
 /** A public JWK Set of RSA or EC signing keys, each with a unique kid and no private members. */
-export async function validatePublicJwks(value: unknown): Promise<JSONWebKeySet> {
+/** x5t#S256 values (base64url SHA-256 of the DER); SHA-256 hex (as openssl prints it) converted. */
+export function validateThumbprints(values: string[]): string[] {
+  const out: string[] = [];
+  for (const value of values) {
+    const hex = value.replace(/:/g, '');
+    let thumbprint: string;
+    if (/^[0-9A-Fa-f]{64}$/.test(hex)) thumbprint = Buffer.from(hex, 'hex').toString('base64url');
+    else if (/^[A-Za-z0-9_-]{43}$/.test(value)) thumbprint = value;
+    else {
+      throw invalid(
+        'UK.OBIE.Field.Invalid',
+        'a certificate thumbprint must be its x5t#S256 (43 base64url characters) or SHA-256 in hex',
+        'tls_cert_thumbprint',
+      );
+    }
+    if (!out.includes(thumbprint)) out.push(thumbprint);
+  }
+  if (out.length > MAX_THUMBPRINTS) {
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      `at most ${MAX_THUMBPRINTS} certificate thumbprints`,
+      'tls_cert_thumbprint',
+    );
+  }
+  return out;
+}
+
+export async function validatePublicJwks(
+  value: unknown,
+  maxKeys = DEFAULT_REGISTRATION_POLICY.maxJwksKeys,
+): Promise<JSONWebKeySet> {
   const fail = (message: string) => invalid('UK.OBIE.Field.Invalid', `JWKS: ${message}`, 'jwks');
   if (
     typeof value !== 'object' ||
@@ -154,6 +223,8 @@ export async function validatePublicJwks(value: unknown): Promise<JSONWebKeySet>
   }
   const keys = (value as { keys: unknown[] }).keys;
   if (keys.length === 0) throw fail('has no keys');
+  // Bounded: a kid-less assertion may be tried against every key (MAX_CLIENT_JWKS_KEYS).
+  if (keys.length > maxKeys) throw fail(`has ${keys.length} keys; at most ${maxKeys} are allowed`);
   const kids = new Set<string>();
   const clean: JWK[] = [];
   for (const [i, k] of keys.entries()) {

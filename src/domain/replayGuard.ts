@@ -45,7 +45,11 @@ export class ReplayGuard {
     try {
       fresh = await this.store.rememberAll(batch);
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      // One bad entry (a value Postgres refuses) must not fail the other clients' requests in
+      // the batch: on a data error, each entry is written alone and answers for itself. Any
+      // other failure (the database is down) is every entry's answer.
+      if (batch.length > 1 && isDataError(err)) await this.writeOneByOne(batch);
+      else for (const w of batch) w.reject(err);
       return;
     }
     // The same (client, jti) twice in one batch: the row is new once, so only the first wins.
@@ -56,4 +60,20 @@ export class ReplayGuard {
       answered.add(key);
     }
   }
+
+  private async writeOneByOne(batch: Waiting[]): Promise<void> {
+    for (const w of batch) {
+      try {
+        w.resolve(await this.store.remember(w.clientId, w.jti, w.expiresAt));
+      } catch (err) {
+        w.reject(err);
+      }
+    }
+  }
+}
+
+/** SQLSTATE class 22 (data exception: bad encoding, NUL) or 23 (a constraint refused a row). */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
 }

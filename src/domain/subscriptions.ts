@@ -32,6 +32,7 @@ import type {
 } from '../db/stores/subscriptionsStore.js';
 import { AppError, detail, invalid } from '../errors.js';
 import type { LookupAll } from '../net/addressPolicy.js';
+import { isStorableText } from '../storableText.js';
 import { assertValidCallbackUrl, parseCallbackUrl } from './callbackUrl.js';
 import { EventTypeCatalog, type EventTypeCode } from './eventTypes.js';
 import {
@@ -203,6 +204,8 @@ export class Subscriptions {
     api: ApiVersion,
     subscriptionId: string,
   ): Promise<void> {
+    // A path id that Postgres text cannot hold (`/event-subscriptions/%00`) names nothing.
+    if (!isStorableText(subscriptionId)) throw notFound();
     const found = await this.deps.store.findById(subscriptionId);
     if (!found) throw notFound();
     if (found.clientId === clientId) assertReachable(found, api);

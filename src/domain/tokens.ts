@@ -1,8 +1,9 @@
 // The token endpoint (client credentials, RFC 6749 §4.4) and the resource server's access token
 // check, as small named steps:
 //
-//   POST /token: parseGrant → authenticateClient (private_key_jwt | tls_client_auth)
-//                → checkReplay → checkAuthMethod → grantScopes → issueToken
+//   POST /token: parseGrant → rate limit → authenticateClient (private_key_jwt | tls_client_auth)
+//                → checkTransportIdentity → checkReplay → checkAuthMethod → grantScopes
+//                → issueToken
 //   protected routes: verifyToken → checkCertificateBinding → checkClientActive
 //
 // Every authentication failure answers `invalid_client` (401) with the same description; the
@@ -24,12 +25,19 @@ import {
   verifyClientAssertion,
   type AssertionPolicy,
 } from '../crypto/clientAssertion.js';
-import { certificateSubject, DnSyntaxError, parseDn, sameDn } from '../crypto/distinguishedName.js';
+import {
+  certificateSubject,
+  DnSyntaxError,
+  matchesRegisteredDn,
+  parseDn,
+} from '../crypto/distinguishedName.js';
 import type { AssertionJtisStore } from '../db/stores/assertionJtisStore.js';
 import type { AuthMethod, Client } from '../db/stores/clientsStore.js';
 import { OAuthError, UnauthenticatedError } from '../errors.js';
+import { isStorableText } from '../storableText.js';
 import type { Logger } from '../logger.js';
 import type { Clients } from './clients.js';
+import type { RateLimits } from './rateLimits.js';
 import { ReplayGuard } from './replayGuard.js';
 import type { KeyRing } from './signingKeys.js';
 
@@ -73,7 +81,9 @@ export interface TokensDeps {
   clients: Clients;
   keys: KeyRing;
   jtis: AssertionJtisStore;
-  config: Pick<Config, 'http' | 'auth'>;
+  /** Per-certificate budget at /token (none: unlimited). */
+  rateLimits?: Pick<RateLimits, 'checkTokenRequest'>;
+  config: Pick<Config, 'http' | 'auth' | 'mode'>;
   clock: Clock;
   logger: Logger;
 }
@@ -120,7 +130,10 @@ export class Tokens {
   async issue(request: TokenRequest): Promise<IssuedToken> {
     const grant = parseGrant(request);
     const certificate = certificateOf(request);
-    const authenticated = await this.authenticateClient(grant, certificate);
+    // Before any signature is checked or row written: the budget protects that work.
+    this.deps.rateLimits?.checkTokenRequest(certificate);
+    const authenticated = await this.authenticateClient(grant);
+    this.checkTransportIdentity(authenticated.client, certificate);
     await this.checkReplay(authenticated);
     checkAuthMethod(authenticated);
     const scopes = grantScopes(grant.scope, authenticated.client);
@@ -151,14 +164,11 @@ export class Tokens {
     return total;
   }
 
-  private async authenticateClient(
-    grant: Grant,
-    certificate: X509Certificate,
-  ): Promise<AuthenticatedClient> {
+  private async authenticateClient(grant: Grant): Promise<AuthenticatedClient> {
     const auth = grant.clientAuth;
     return auth.method === 'private_key_jwt'
       ? this.authenticateWithAssertion(auth.assertion, auth.clientId)
-      : this.authenticateWithCertificate(auth.clientId, certificate);
+      : this.authenticateWithCertificate(auth.clientId);
   }
 
   private async authenticateWithAssertion(
@@ -194,23 +204,56 @@ export class Tokens {
     }
   }
 
-  private async authenticateWithCertificate(
-    clientId: string,
-    certificate: X509Certificate,
-  ): Promise<AuthenticatedClient> {
+  private async authenticateWithCertificate(clientId: string): Promise<AuthenticatedClient> {
     const client = await this.deps.clients.findActive(clientId);
     if (!client) throw invalidClient(`tls_client_auth: no active client "${clientId}"`);
+    // RFC 8705 §2.1.2: the registered subject DN is what authenticates the client; it is
+    // compared with the certificate in checkTransportIdentity, as for every client.
     if (client.tlsSubjectDn === null) {
       throw invalidClient(
         `tls_client_auth: client "${clientId}" has no registered subject DN (registered for ${client.authMethod})`,
       );
     }
-    if (!sameDn(certificateSubject(certificate), registeredDn(client.tlsSubjectDn))) {
-      throw invalidClient(
-        `tls_client_auth: certificate subject "${certificate.subject.replace(/\n/g, ',')}" is not the registered "${client.tlsSubjectDn}"`,
-      );
-    }
     return { client, method: 'tls_client_auth' };
+  }
+
+  /**
+   * Tokens only for the client's own certificate, whatever the auth method: the certificate's
+   * subject must be the registered DN (when one is registered) and, when thumbprints are
+   * pinned, the certificate must be one of them. A client with neither is served only in
+   * development mode (existing private_key_jwt rows, quick starts).
+   */
+  private checkTransportIdentity(client: Client, certificate: X509Certificate): void {
+    const pins = client.tlsCertThumbprints;
+    if (client.tlsSubjectDn === null && pins.length === 0) {
+      if (this.deps.config.mode === 'production') {
+        throw invalidClient(`client "${client.clientId}" has no registered transport identity`);
+      }
+      return;
+    }
+    if (client.tlsSubjectDn !== null) {
+      let subject;
+      try {
+        subject = certificateSubject(certificate);
+      } catch (err) {
+        if (err instanceof DnSyntaxError)
+          throw invalidClient(`certificate subject unreadable: ${err.message}`);
+        throw err;
+      }
+      if (!matchesRegisteredDn(subject, registeredDn(client.tlsSubjectDn))) {
+        throw invalidClient(
+          `certificate subject "${certificate.subject.replace(/\n/g, ',')}" is not the registered "${client.tlsSubjectDn}" of client "${client.clientId}"`,
+        );
+      }
+    }
+    if (pins.length > 0) {
+      const thumbprint = certificateThumbprint(certificate);
+      if (!pins.includes(thumbprint)) {
+        throw invalidClient(
+          `certificate ${thumbprint} is not one pinned for client "${client.clientId}"`,
+        );
+      }
+    }
   }
 
   /** First use of a (client, jti) wins, atomically, on every replica sharing the database. */
@@ -352,6 +395,10 @@ function formParameters(form: unknown): Map<string, string> {
   for (const [name, value] of Object.entries(form as Record<string, unknown>)) {
     if (typeof value !== 'string') {
       throw new OAuthError('invalid_request', `parameter ${name} must be sent once`);
+    }
+    // U+0000 or a lone surrogate (client_id=%00) would reach Postgres and fail there.
+    if (!isStorableText(name) || !isStorableText(value)) {
+      throw new OAuthError('invalid_request', 'a parameter holds characters that are not allowed');
     }
     params.set(name, value);
   }

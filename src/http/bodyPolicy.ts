@@ -12,6 +12,7 @@
 //
 // A body of another media type is not read at all (the validator then answers 415).
 import express, { type Request, type RequestHandler } from 'express';
+import { assertStorableJson, verifyUtf8 } from './strictJson.js';
 
 export const OBIE_JSON_LIMIT_BYTES = 64 * 1024;
 export const TOKEN_FORM_LIMIT_BYTES = 16 * 1024;
@@ -20,15 +21,33 @@ export const TOKEN_FORM_MAX_FIELDS = 20;
 const parseObieJson = express.json({
   limit: OBIE_JSON_LIMIT_BYTES,
   // Keep the bytes: a detached x-jws-signature covers exactly what was received.
-  verify: (req, _res, buf) => {
+  verify: (req, res, buf) => {
+    verifyUtf8(req, res, buf); // invalid UTF-8 is refused, never replaced (src/http/strictJson.ts)
     (req as unknown as { rawBody: Buffer }).rawBody = buf;
   },
 });
 
-/** The OBIE APIs' JSON body (mounted by src/http/routes/obieApi.ts after authentication). */
+/**
+ * The OBIE APIs' JSON body (mounted by src/http/routes/obieApi.ts after authentication). What
+ * Postgres text cannot hold (U+0000, lone surrogates) is refused here, before the route.
+ */
 export const obieJsonBody: RequestHandler = (req, res, next) => {
-  if (req.is('application/json')) parseObieJson(req, res, next);
-  else next();
+  if (!req.is('application/json')) {
+    next();
+    return;
+  }
+  parseObieJson(req, res, (err?: unknown) => {
+    if (err !== undefined) {
+      next(err);
+      return;
+    }
+    try {
+      assertStorableJson(req.body);
+      next();
+    } catch (refused) {
+      next(refused);
+    }
+  });
 };
 
 /** The token endpoint's parser (src/http/routes/token.ts maps its errors to OAuth ones). */

@@ -5,7 +5,7 @@
 // - OAuthError: RFC 6749 §5.2 JSON for the token endpoint.
 // - body-parser and express-openapi-validator errors: the caller's fault, so 4xx.
 // - anything else: 500 with a generic body; the details go to the log only.
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import {
   AppError,
   OAuthError,
@@ -53,6 +53,7 @@ export function sendAppError(res: Response, err: AppError): void {
   if (err.kind === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow);
   // The error body of the route's API version (v3.1 outside the versioned paths).
   const errors = profileOf(res).errors;
+  if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', err.retryAfterSeconds);
   if (err instanceof UnauthenticatedError) {
     res.setHeader('WWW-Authenticate', `Bearer error="${err.bearerError}"`);
     const body = errors.unauthenticatedBody(err, ctx?.interactionId);
@@ -71,6 +72,7 @@ function sendOAuthError(res: Response, err: OAuthError): void {
   const ctx = res.locals.ctx ? requestContext(res) : undefined;
   ctx?.log.info({ reason: err.internalReason, error: err.error }, 'token request refused');
   res.setHeader('Cache-Control', 'no-store');
+  if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', err.retryAfterSeconds);
   res.status(err.status).json({ error: err.error, error_description: err.description });
 }
 
@@ -181,7 +183,29 @@ export function methodNotAllowed(allowed: string[]): RequestHandler {
   };
 }
 
-export const errorMapper: ErrorRequestHandler = (err: unknown, _req, res, next) => {
+// Backstop: Postgres refused a value a caller sent (bad encoding, NUL, text that is not the
+// column's type). The boundaries check values first (src/storableText.ts); should one slip
+// through, it is still the caller's 400, not a 500.
+const REFUSED_VALUE_SQLSTATES = new Set(['22021', '22P05', '22P02']);
+
+function isRefusedValue(err: unknown): err is { code: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && REFUSED_VALUE_SQLSTATES.has(code);
+}
+
+function sendRefusedValue(req: Request, res: Response, err: { code: string }): void {
+  const reason = `database refused a value (SQLSTATE ${err.code})`;
+  const message = 'a value in the request cannot be accepted';
+  if (req.path === '/token') {
+    sendOAuthError(res, new OAuthError('invalid_request', message, reason));
+    return;
+  }
+  const ctx = res.locals.ctx ? requestContext(res) : undefined;
+  ctx?.log.warn({ err }, reason);
+  sendAppError(res, new AppError('invalid_request', message));
+}
+
+export const errorMapper: ErrorRequestHandler = (err: unknown, req, res, next) => {
   if (res.headersSent) {
     next(err);
     return;
@@ -198,6 +222,10 @@ export const errorMapper: ErrorRequestHandler = (err: unknown, _req, res, next) 
     typeof err === 'object' && err !== null ? fromHttpError(err as HttpLikeError) : undefined;
   if (mapped) {
     sendAppError(res, mapped);
+    return;
+  }
+  if (isRefusedValue(err)) {
+    sendRefusedValue(req, res, err);
     return;
   }
   const ctx = res.locals.ctx ? requestContext(res) : undefined;

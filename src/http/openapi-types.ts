@@ -529,6 +529,18 @@ export interface components {
                 "application/json": components["schemas"]["OAuthErrorResponse"];
             };
         };
+        /** @description Too many token requests over this certificate (error slow_down) */
+        "429OAuthError": {
+            headers: {
+                /** @description Number in seconds to wait */
+                "Retry-After"?: number;
+                "x-fapi-interaction-id": components["headers"]["x-fapi-interaction-id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["OAuthErrorResponse"];
+            };
+        };
         /** @description Client authentication failed (RFC 6749 §5.2 invalid_client) */
         "401OAuthError": {
             headers: {
@@ -679,7 +691,7 @@ export interface operations {
             406: components["responses"]["406Error"];
             413: components["responses"]["413Error"];
             415: components["responses"]["415Error"];
-            429: components["responses"]["429Error"];
+            429: components["responses"]["429OAuthError"];
             500: components["responses"]["500Error"];
             503: components["responses"]["503Error"];
         };

@@ -65,8 +65,9 @@ function toV4(doc: Json, profile: ApiProfile): void {
     schema: { type: 'string', minLength: 1, maxLength: 40 },
   };
   const responses = components.responses as Json;
-  for (const name of ['200ServerMetadata', '400OAuthError', '401OAuthError'])
-    delete responses[name];
+  // The token endpoint's responses (OAuth-shaped) belong to the root paths, not to v4.0.
+  for (const name of Object.keys(responses))
+    if (name === '200ServerMetadata' || name.endsWith('OAuthError')) delete responses[name];
   const unauthorized = responses['401Error'] as Json;
   unauthorized.description =
     'Unauthorized (WWW-Authenticate: Bearer error="invalid_token"). No body for a missing or invalid token; an expired token gets an OBErrorResponse1 body (OBIE 4.0 profile).';

@@ -45,6 +45,9 @@ export function testEnv(
     SIGNING_WORKERS: '1',
     // Every API response is checked against openapi/openapi.yaml: a mismatch answers 500.
     VALIDATE_RESPONSES: 'true',
+    // Tests mint many tokens over one certificate; the limits have their own tests (rateLimits).
+    RATE_LIMIT_TOKENS_PER_MINUTE: '100000',
+    RATE_LIMIT_API_PER_SECOND: '100000',
     ...db.env,
     ...env,
   };

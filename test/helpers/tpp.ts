@@ -46,8 +46,8 @@ export async function createTestTpp(
     clientId,
     jwks: { keys: [signing.publicJwk] },
     authMethod,
-    tlsSubjectDn:
-      authMethod === 'tls_client_auth' ? `CN=${clientId},O=ob-events tests,C=GB` : undefined,
+    // Every test TPP has its transport identity, as production requires (private_key_jwt too).
+    tlsSubjectDn: `CN=${clientId},O=ob-events tests,C=GB`,
     scopes: opts.scopes,
   });
   const agent = mtlsAgent({ ca: pki.ca, cert: cert.certPem, key: cert.keyPem });

@@ -8,6 +8,7 @@ export interface ClientsAddOptions {
   jwks: string;
   auth: string;
   tlsSubjectDn?: string;
+  tlsCertThumbprint?: string[];
   scopes?: string[];
   name?: string;
   signingIss?: string;
@@ -21,6 +22,7 @@ export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
       jwks,
       authMethod: o.auth,
       tlsSubjectDn: o.tlsSubjectDn,
+      tlsCertThumbprints: o.tlsCertThumbprint,
       scopes: o.scopes,
       name: o.name,
       signingIss: o.signingIss,
@@ -43,6 +45,7 @@ function view(c: Client) {
     name: c.name,
     token_endpoint_auth_method: c.authMethod,
     tls_client_auth_subject_dn: c.tlsSubjectDn,
+    tls_cert_thumbprints: c.tlsCertThumbprints,
     scopes: c.scopes,
     signing_iss: c.signingIss,
     status: c.status,

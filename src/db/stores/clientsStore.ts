@@ -12,6 +12,7 @@ interface ClientRow {
   auth_method: AuthMethod;
   jwks: JSONWebKeySet;
   tls_subject_dn: string | null;
+  tls_cert_thumbprints: string[];
   scopes: string[];
   signing_iss: string;
   status: 'active' | 'revoked';
@@ -25,6 +26,8 @@ export interface Client {
   authMethod: AuthMethod;
   jwks: JSONWebKeySet;
   tlsSubjectDn: string | null;
+  /** Pinned transport certificates (x5t#S256); empty: any certificate with the subject DN. */
+  tlsCertThumbprints: string[];
   scopes: string[];
   signingIss: string;
   status: 'active' | 'revoked';
@@ -41,6 +44,7 @@ function toClient(r: ClientRow): Client {
     authMethod: r.auth_method,
     jwks: r.jwks,
     tlsSubjectDn: r.tls_subject_dn,
+    tlsCertThumbprints: r.tls_cert_thumbprints,
     scopes: r.scopes,
     signingIss: r.signing_iss,
     status: r.status,
@@ -70,6 +74,7 @@ export class ClientsStore {
         auth_method: c.authMethod,
         jwks: JSON.stringify(c.jwks) as unknown as JSONWebKeySet,
         tls_subject_dn: c.tlsSubjectDn,
+        tls_cert_thumbprints: c.tlsCertThumbprints,
         scopes: c.scopes,
         signing_iss: c.signingIss,
       })

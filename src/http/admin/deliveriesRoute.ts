@@ -15,6 +15,7 @@ import type { Clock } from '../../clock.js';
 import { CHANNELS, notify } from '../../db/notifier.js';
 import { DELIVERY_STATES, PushStore, type DeliveryStateFilter } from '../../db/stores/pushStore.js';
 import { AppError, detail, invalid } from '../../errors.js';
+import { decodeUtf8 } from '../strictJson.js';
 import { requireAdminSignature } from './hmacAuth.js';
 
 export interface AdminDeliveriesDeps {
@@ -118,8 +119,9 @@ function parseListQuery(query: Record<string, unknown>): {
 function parseRetryBody(raw: Buffer): string {
   let body: unknown;
   try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
+    body = JSON.parse(decodeUtf8(raw));
+  } catch (err) {
+    if (err instanceof AppError) throw err;
     throw invalid('UK.OBIE.Resource.InvalidFormat', 'request body is not valid JSON', 'body');
   }
   const jti = (body as { jti?: unknown } | null)?.jti;

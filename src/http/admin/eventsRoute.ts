@@ -9,6 +9,7 @@ import { parseEventInput, type EventInput } from '../../domain/eventInput.js';
 import type { EventTypeCatalog } from '../../domain/eventTypes.js';
 import type { Publisher } from '../../domain/publishing.js';
 import { AppError, detail, type ErrorDetail } from '../../errors.js';
+import { parseJsonBytes } from '../strictJson.js';
 import { requireAdminSignature } from './hmacAuth.js';
 
 export const MAX_BATCH = 1000;
@@ -43,14 +44,8 @@ export function adminEventsRouter(deps: AdminEventsDeps): Router {
 }
 
 function parseBatch(raw: Buffer, eventTypes: EventTypeCatalog): EventInput[] {
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new AppError('invalid_request', 'request body is not valid JSON', [
-      detail('UK.OBIE.Resource.InvalidFormat', 'request body is not valid JSON'),
-    ]);
-  }
+  // Valid UTF-8 and storable text only: an event is signed exactly as the bank sent it.
+  const body = parseJsonBytes(raw);
   const events = (body as { events?: unknown } | null)?.events;
   const extra =
     body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'events') : [];

@@ -4,6 +4,7 @@
 // What it leaves in the request context (clientId, scopes) is the only identity later code uses;
 // nothing from the request body can change it.
 import type { Request, RequestHandler, Response } from 'express';
+import type { RateLimits } from '../../domain/rateLimits.js';
 import type { Tokens } from '../../domain/tokens.js';
 import { AppError, detail, UnauthenticatedError } from '../../errors.js';
 import { identifyClient, requestContext } from '../context.js';
@@ -15,7 +16,7 @@ export const POLLING_SCOPES = [...SUBSCRIPTION_SCOPES, 'eventpolling'] as const;
 
 /** What the guard needs; the route deps (RouteDeps) every router gets satisfy it. */
 export interface AccessTokenDeps {
-  services: { tokens: Tokens };
+  services: { tokens: Tokens; rateLimits?: Pick<RateLimits, 'checkApiRequest'> };
 }
 
 export function requireAccessToken(
@@ -54,6 +55,8 @@ async function authenticate(deps: AccessTokenDeps, req: Request, res: Response):
   );
   identifyClient(ctx, caller.clientId);
   ctx.scopes = caller.scopes;
+  // Per-client budget (429 with Retry-After), counted once the caller is known.
+  deps.services.rateLimits?.checkApiRequest(caller.clientId);
 }
 
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
