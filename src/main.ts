@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { devPkiComplete, writeDevPki } from './crypto/devPki.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateLatest, pendingMigrations } from './db/migrate.js';
+import { AdminRequestMacsStore } from './db/stores/adminRequestMacsStore.js';
 import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
@@ -254,6 +255,12 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         'assertion-jti-purge',
         60_000,
         () => services.tokens.purgeExpiredAssertionJtis(),
+        logger,
+      ),
+      every(
+        'admin-mac-purge',
+        60_000,
+        () => AdminRequestMacsStore.create(db.knex).purgeExpired(new Date(clock.now())),
         logger,
       ),
       every(

@@ -29,6 +29,7 @@ const TABLES = [
   'event_outbox',
   'push_attempts',
   'push_breakers',
+  'admin_request_macs',
 ];
 
 const NAMED_INDEXES: Record<string, string> = {
@@ -41,6 +42,7 @@ const NAMED_INDEXES: Record<string, string> = {
   events_client_idempotency_key_uidx: 'events',
   event_outbox_new_idx: 'event_outbox',
   push_attempts_pkey: 'push_attempts',
+  admin_request_macs_expires_at_idx: 'admin_request_macs',
 };
 
 /** Tables of the public schema other than knex's own bookkeeping. */
@@ -152,6 +154,10 @@ async function insertOneOfEach(knex: Knex): Promise<void> {
   });
   await knex('event_outbox').insert({
     event: JSON.stringify({ clientId: 'tpp-1', type: 'UK.OBIE.Resource.Update' }),
+  });
+  await knex('admin_request_macs').insert({
+    mac: Buffer.alloc(32, 7),
+    expires_at: new Date(Date.now() + 300_000),
   });
 }
 

@@ -8,6 +8,7 @@ import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { AdminRequestMacsStore } from '../../db/stores/adminRequestMacsStore.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
 import { discoveryRouter } from './discovery.js';
@@ -48,16 +49,19 @@ function authenticateRouter(deps: RouteDeps): Router {
 
 /** The admin listener (bank side): metrics, publishing, deliveries. Health is built in. */
 export function adminRouters(deps: RouteDeps): Router[] {
+  const replays = AdminRequestMacsStore.create(deps.services.db.knex);
   return [
     adminEventsRouter({
       publisher: deps.services.publisher,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
     adminDeliveriesRouter({
       knex: deps.services.db.knex,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
   ];
 }
