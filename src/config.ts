@@ -89,7 +89,10 @@ const envSchema = z.object({
 
   HOST: nonEmpty.default('127.0.0.1'),
   PORT: port.default(8443),
+  ADMIN_HOST: nonEmpty.default('127.0.0.1'),
   ADMIN_PORT: port.default(9090),
+  ADMIN_TLS_CERT_FILE: nonEmpty.optional(),
+  ADMIN_TLS_KEY_FILE: nonEmpty.optional(),
   PUBLIC_URL: httpsUrl.optional(),
   TLS_CERT_FILE: nonEmpty.default('certs/dev/server.crt'),
   TLS_KEY_FILE: nonEmpty.default('certs/dev/server.key'),
@@ -164,7 +167,11 @@ export interface Config {
   http: {
     host: string;
     port: number;
+    /** ADMIN_HOST: the admin listener's own address, never derived from HOST. */
+    adminHost: string;
     adminPort: number;
+    /** ADMIN_TLS_*: the admin listener serves HTTPS with these files; unset: plain HTTP. */
+    adminTls: { certFile: string; keyFile: string } | undefined;
     publicUrl: string;
     tlsCertFile: string;
     tlsKeyFile: string;
@@ -260,7 +267,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
 
   return {
-    mode: e.OB_EVENTS_MODE ?? (e.NODE_ENV === 'production' ? 'production' : 'development'),
+    mode: modeOf(e),
     database: {
       url: e.DATABASE_URL,
       dataDir: resolve(e.DATA_DIR),
@@ -270,7 +277,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     http: {
       host: e.HOST,
       port: e.PORT,
+      adminHost: e.ADMIN_HOST,
       adminPort: e.ADMIN_PORT,
+      adminTls:
+        e.ADMIN_TLS_CERT_FILE && e.ADMIN_TLS_KEY_FILE
+          ? { certFile: resolve(e.ADMIN_TLS_CERT_FILE), keyFile: resolve(e.ADMIN_TLS_KEY_FILE) }
+          : undefined,
       publicUrl: e.PUBLIC_URL ?? `https://localhost:${e.PORT}`,
       tlsCertFile: resolve(e.TLS_CERT_FILE),
       tlsKeyFile: resolve(e.TLS_KEY_FILE),
@@ -339,6 +351,19 @@ function emptyAsUnset(env: Env): Env {
   return out;
 }
 
+function modeOf(e: z.infer<typeof envSchema>): Config['mode'] {
+  return e.OB_EVENTS_MODE ?? (e.NODE_ENV === 'production' ? 'production' : 'development');
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  try {
+    return ipaddr.process(host).range() === 'loopback';
+  } catch {
+    return false; // a host name: it may resolve anywhere
+  }
+}
+
 function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
   // Half a TLS configuration would mix a bank's files with the (ungenerated) dev PKI defaults.
   const tls = ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE'] as const;
@@ -362,6 +387,34 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
     throw new ConfigError(
       e.PUSH_CLIENT_CERT_FILE === undefined ? 'PUSH_CLIENT_CERT_FILE' : 'PUSH_CLIENT_KEY_FILE',
       'PUSH_CLIENT_CERT_FILE and PUSH_CLIENT_KEY_FILE must be set together',
+    );
+  }
+  if (
+    modeOf(e) === 'production' &&
+    e.KEY_ENCRYPTION_KEY === undefined &&
+    e.SIGNING_KEY_FILE === undefined
+  ) {
+    // Plaintext private keys in the database: read access would be enough to mint tokens.
+    throw new ConfigError(
+      'KEY_ENCRYPTION_KEY',
+      'production needs KEY_ENCRYPTION_KEY (openssl rand -base64 32) or SIGNING_KEY_FILE: signing keys are never stored in plaintext',
+    );
+  }
+  if ((e.ADMIN_TLS_CERT_FILE === undefined) !== (e.ADMIN_TLS_KEY_FILE === undefined)) {
+    throw new ConfigError(
+      e.ADMIN_TLS_CERT_FILE === undefined ? 'ADMIN_TLS_CERT_FILE' : 'ADMIN_TLS_KEY_FILE',
+      'ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE must be set together',
+    );
+  }
+  if (
+    modeOf(e) === 'production' &&
+    e.ADMIN_TLS_CERT_FILE === undefined &&
+    !isLoopback(e.ADMIN_HOST)
+  ) {
+    // /metrics and the HMAC APIs in cleartext on a network interface.
+    throw new ConfigError(
+      'ADMIN_HOST',
+      'a non-loopback admin listener needs ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE in production',
     );
   }
   if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {

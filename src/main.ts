@@ -151,6 +151,8 @@ function lazySetSigner(workers: number): SetSigner {
 export interface RunningServer {
   apiPort: number;
   adminPort: number;
+  /** The address the admin listener is bound to (ADMIN_HOST). */
+  adminAddress: string;
   services: Services;
   stop(): Promise<void>;
 }
@@ -214,10 +216,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       routers: [metricsRouter(metrics), ...adminRouters(routeDeps)],
       metrics,
     });
-    const adminServer = createAdminServer(adminApp);
+    const adminServer = createAdminServer(adminApp, config.http.adminTls);
 
     const api = await listen(apiServer, config.http.host, config.http.port);
-    const admin = await listen(adminServer, config.http.host, config.http.adminPort).catch(
+    const admin = await listen(adminServer, config.http.adminHost, config.http.adminPort).catch(
       async (err: unknown) => {
         await closeGracefully(apiServer, 0);
         throw err;
@@ -233,7 +235,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     logger.info(
       {
         api: `https://${config.http.host}:${api.port}`,
-        admin: `http://${config.http.host}:${admin.port}`,
+        admin: `${config.http.adminTls ? 'https' : 'http'}://${config.http.adminHost}:${admin.port}`,
         publicUrl: config.http.publicUrl,
         database: db.kind,
       },
@@ -281,7 +283,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= shutdown({ logger, config, db, apiServer, adminServer, tasks, services }));
-    return { apiPort: api.port, adminPort: admin.port, services, stop };
+    return {
+      ...{ apiPort: api.port, adminPort: admin.port, adminAddress: admin.address },
+      ...{ services, stop },
+    };
   } catch (err) {
     await db.close().catch(() => {});
     throw err;

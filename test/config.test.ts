@@ -128,19 +128,22 @@ describe('loadConfig developmentDefaults', () => {
 });
 
 describe('loadConfig mode', () => {
+  // Production refuses plaintext signing keys (test/securityConfig.test.ts).
+  const KEK = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64') };
+
   it('when nothing says production, then the mode is development', () => {
     expect(loadConfig({}, CWD).mode).toBe('development');
   });
 
   it('when NODE_ENV=production, then the mode is production', () => {
-    expect(loadConfig({ NODE_ENV: 'production' }, CWD).mode).toBe('production');
+    expect(loadConfig({ NODE_ENV: 'production', ...KEK }, CWD).mode).toBe('production');
   });
 
   it('when OB_EVENTS_MODE is set, then it wins over NODE_ENV', () => {
     expect(loadConfig({ NODE_ENV: 'production', OB_EVENTS_MODE: 'development' }, CWD).mode).toBe(
       'development',
     );
-    expect(loadConfig({ OB_EVENTS_MODE: 'production' }, CWD).mode).toBe('production');
+    expect(loadConfig({ OB_EVENTS_MODE: 'production', ...KEK }, CWD).mode).toBe('production');
   });
 
   it('when OB_EVENTS_MODE is neither, then loadConfig names it', () => {
