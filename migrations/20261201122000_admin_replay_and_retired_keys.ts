@@ -18,11 +18,19 @@ export async function up(knex: Knex): Promise<void> {
     COMMENT ON TABLE admin_request_macs IS 'HMAC-SHA256 values of accepted admin API requests, until their timestamp is out of the tolerance window: the replay cache shared by every replica.';
     COMMENT ON COLUMN admin_request_macs.mac IS 'The 32-byte HMAC-SHA256 of the accepted request (x-ob-events-signature v1).';
     COMMENT ON COLUMN admin_request_macs.expires_at IS 'When the signed timestamp can no longer be accepted; rows past it are pruned.';
+    ALTER TABLE signing_keys DROP CONSTRAINT signing_keys_private_key_present;
+    ALTER TABLE signing_keys ADD CONSTRAINT signing_keys_private_key_present
+      CHECK (source = 'file' OR status <> 'active' OR private_key IS NOT NULL);
     UPDATE signing_keys SET private_key = NULL WHERE status <> 'active' AND private_key IS NOT NULL;
   `);
 }
 
 export async function down(knex: Knex): Promise<void> {
   // Erased private keys of retired keys cannot come back (nor should they).
-  await knex.raw('DROP TABLE admin_request_macs');
+  await knex.raw(`
+    DROP TABLE admin_request_macs;
+    ALTER TABLE signing_keys DROP CONSTRAINT signing_keys_private_key_present;
+    ALTER TABLE signing_keys ADD CONSTRAINT signing_keys_private_key_present
+      CHECK (source = 'file' OR private_key IS NOT NULL) NOT VALID;
+  `);
 }

@@ -191,7 +191,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     const metrics = createMetrics();
     const services = buildServices(config, db, logger, clock, metrics);
     registerCollectedGauges(metrics, { knex: db.knex, longPolls: () => services.longPolls.size });
-    if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
+    if ((await pendingMigrations(db.knex)).length === 0) {
+      await services.keys.sealPlaintextKeys();
+      await services.keys.ensureActiveKey();
+    }
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
     await services.subscriptions.watch(db.notifier);
