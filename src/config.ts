@@ -105,6 +105,17 @@ const envSchema = z.object({
     .regex(/^[a-z0-9-]+$/i, { error: 'must be an HTTP header name' })
     .optional(),
   TRUSTED_PROXIES: cidrList.default([]),
+  PROXY_CA_FILE: nonEmpty.optional(),
+  CRL_FILES: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    )
+    .default([]),
+  CRL_RELOAD_SECONDS: int(1, 86_400).default(60),
 
   ACCESS_TOKEN_TTL_SECONDS: int(30, 86_400).default(600),
   CLIENT_ASSERTION_MAX_LIFETIME_SECONDS: int(10, 3_600).default(600),
@@ -184,6 +195,11 @@ export interface Config {
     /** TLS-terminating proxy mode: client certificate taken from this header, only from trusted proxies. */
     clientCertHeader: string | undefined;
     trustedProxies: string[];
+    /** PROXY_CA_FILE: the CA(s) of the proxies' own client certificates (proxy mode). */
+    proxyCaFile: string | undefined;
+    /** CRL_FILES: one CRL per client-certificate CA, re-read when changed (CRL_RELOAD_SECONDS). */
+    crlFiles: string[];
+    crlReloadSeconds: number;
   };
   auth: {
     accessTokenTtlSeconds: number;
@@ -292,6 +308,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       validateResponses: e.VALIDATE_RESPONSES,
       clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
       trustedProxies: e.TRUSTED_PROXIES,
+      proxyCaFile: e.PROXY_CA_FILE ? resolve(e.PROXY_CA_FILE) : undefined,
+      crlFiles: e.CRL_FILES.map(resolve),
+      crlReloadSeconds: e.CRL_RELOAD_SECONDS,
     },
     auth: {
       accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
@@ -349,6 +368,14 @@ function emptyAsUnset(env: Env): Env {
   const out: Env = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
   return out;
+}
+
+/** 0.0.0.0/0, ::/0, ::ffff:0:0/96 and anything nearly as wide: not a list of proxies. */
+function isCatchAllRange(entry: string): boolean {
+  if (!entry.includes('/')) return false;
+  const [net, bits] = ipaddr.parseCIDR(entry);
+  if (net.kind() === 'ipv6' && (net as ipaddr.IPv6).isIPv4MappedAddress()) return bits - 96 < 8;
+  return net.kind() === 'ipv4' ? bits < 8 : bits < 32;
 }
 
 function modeOf(e: z.infer<typeof envSchema>): Config['mode'] {
@@ -421,6 +448,19 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
     throw new ConfigError(
       'TRUSTED_PROXIES',
       'must list the proxy addresses (CIDR) when CLIENT_CERT_HEADER is set',
+    );
+  }
+  if (e.CLIENT_CERT_HEADER !== undefined && e.PROXY_CA_FILE === undefined) {
+    throw new ConfigError(
+      'PROXY_CA_FILE',
+      'must name the CA of the proxies\' own client certificates when CLIENT_CERT_HEADER is set (the proxy authenticates with mTLS)',
+    );
+  }
+  const tooWide = e.TRUSTED_PROXIES.find(isCatchAllRange);
+  if (tooWide !== undefined) {
+    throw new ConfigError(
+      'TRUSTED_PROXIES',
+      `${tooWide} is too wide: list the proxies' addresses (IPv4 ranges of /8 or narrower, IPv6 of /32 or narrower)`,
     );
   }
 }

@@ -26,7 +26,7 @@ import { Subscriptions } from './domain/subscriptions.js';
 import { Tokens } from './domain/tokens.js';
 import { createAdminApp, type Readiness } from './http/adminApp.js';
 import { createApiApp } from './http/apiApp.js';
-import { proxyCertificateOptions } from './http/clientCertificate.js';
+import { proxyCertificateOptions, revocationLists } from './http/clientCertificate.js';
 import { closeGracefully, createAdminServer, createApiServer, listen } from './http/listeners.js';
 import { adminRouters, apiRouters } from './http/routes/index.js';
 import type { Logger } from './logger.js';
@@ -205,6 +205,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       logger,
       routers: apiRouters(routeDeps),
       proxyCertificate: proxyCertificateOptions(config, clock),
+      revocation: revocationLists(config, clock, logger),
       metrics,
     });
     const apiServer = createApiServer(apiApp, {
@@ -212,6 +213,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       keyFile: config.http.tlsKeyFile,
       clientCaFile: config.http.tlsClientCaFile,
       allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
+      proxyCaFile: config.http.clientCertHeader !== undefined ? config.http.proxyCaFile : undefined,
     });
     const adminApp = createAdminApp({
       logger,

@@ -56,3 +56,32 @@ describe('admin listener', () => {
     expect(loadConfig({ ...PRODUCTION, ADMIN_HOST: '::1' }, CWD).http.adminHost).toBe('::1');
   });
 });
+
+describe('proxy mode', () => {
+  const proxy = { CLIENT_CERT_HEADER: 'x-ssl-client-cert', PROXY_CA_FILE: '/etc/ob/proxy-ca.crt' };
+
+  it('when TRUSTED_PROXIES is a catch-all (0.0.0.0/0, ::/0, ::ffff:0:0/96, 0.0.0.0/1), then start-up is refused', () => {
+    for (const wide of [
+      '0.0.0.0/0',
+      '::/0',
+      '::ffff:0.0.0.0/96',
+      '0.0.0.0/1',
+      '10.0.0.1/32,::/8',
+    ]) {
+      const err = configError({ ...proxy, TRUSTED_PROXIES: wide });
+      expect(err.variable, wide).toBe('TRUSTED_PROXIES');
+      expect(err.reason).toMatch(/too wide/);
+    }
+  });
+  it('when TRUSTED_PROXIES lists proxy addresses, then it is accepted', () => {
+    const c = loadConfig({ ...proxy, TRUSTED_PROXIES: '10.0.0.0/8,10.1.2.3,fd00:1::/48' }, CWD);
+    expect(c.http.trustedProxies).toEqual(['10.0.0.0/8', '10.1.2.3', 'fd00:1::/48']);
+    expect(c.http.proxyCaFile).toBe('/etc/ob/proxy-ca.crt');
+  });
+  it('when CLIENT_CERT_HEADER is set without PROXY_CA_FILE, then start-up is refused', () => {
+    expect(
+      configError({ CLIENT_CERT_HEADER: 'x-ssl-client-cert', TRUSTED_PROXIES: '10.0.0.1' })
+        .variable,
+    ).toBe('PROXY_CA_FILE');
+  });
+});

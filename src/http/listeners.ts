@@ -25,6 +25,8 @@ export interface ApiTlsFiles {
   clientCaFile: string;
   /** Proxy mode: the handshake accepts connections without a client certificate (see clientCertificate.ts). */
   allowConnectionsWithoutCertificate: boolean;
+  /** Proxy mode: PROXY_CA_FILE, trusted in the handshake beside the client CAs (for the proxy's certificate). */
+  proxyCaFile?: string | undefined;
 }
 
 export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.Server {
@@ -32,7 +34,10 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
     {
       cert: fs.readFileSync(tls.certFile),
       key: fs.readFileSync(tls.keyFile),
-      ca: fs.readFileSync(tls.clientCaFile),
+      ca: [
+        fs.readFileSync(tls.clientCaFile),
+        ...(tls.proxyCaFile ? [fs.readFileSync(tls.proxyCaFile)] : []),
+      ],
       requestCert: true,
       rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
       minVersion: 'TLSv1.2',
