@@ -83,6 +83,7 @@ describe('loadConfig defaults', () => {
         SET_TYP: 'secevent+jwt',
         CLIENT_CERT_HEADER: 'X-SSL-Client-Cert',
         TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.7 ,::1',
+        PROXY_CA_FILE: '/etc/ob/proxy-ca.crt',
         KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
         DATA_DIR: '/var/lib/ob',
       },
