@@ -453,7 +453,7 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
   if (e.CLIENT_CERT_HEADER !== undefined && e.PROXY_CA_FILE === undefined) {
     throw new ConfigError(
       'PROXY_CA_FILE',
-      'must name the CA of the proxies\' own client certificates when CLIENT_CERT_HEADER is set (the proxy authenticates with mTLS)',
+      "must name the CA of the proxies' own client certificates when CLIENT_CERT_HEADER is set (the proxy authenticates with mTLS)",
     );
   }
   const tooWide = e.TRUSTED_PROXIES.find(isCatchAllRange);
