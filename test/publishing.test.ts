@@ -1,6 +1,6 @@
 // Publishing through the admin API: signed SETs that verify with /jwks, filtering by
 // subscription, idempotency, the HMAC authentication, key rotation and retention.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import {
   compactVerify,
@@ -12,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAdminRequest } from '../src/http/admin/hmacAuth.js';
 import { runRetention } from '../src/workers/retention.js';
+import { AdminRequestMacsStore } from '../src/db/stores/adminRequestMacsStore.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { eventFor, registerClient, subscribe } from './helpers/fixtures.js';
 import { call, mtlsAgent } from './helpers/http.js';
@@ -272,6 +273,33 @@ describe('publishing events', () => {
         .where({ client_id: client })
         .count<{ count: number }[]>('* as count');
       expect(Number(count[0]!.count)).toBe(1);
+    });
+    it('when a captured request is replayed to another replica, then 401 there too', async () => {
+      const replica = await startTestServer(db, { env: { ADMIN_API_SECRET: SECRET } });
+      try {
+        const captured = JSON.stringify({ events: [eventFor('x')] });
+        const header = sign(SECRET, captured, now());
+        expect((await adminPost(captured, header)).status).toBe(200);
+        const res = await fetch(`${replica.adminUrl}/admin/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-ob-events-signature': header },
+          body: captured,
+        });
+        expect(res.status).toBe(401);
+      } finally {
+        await replica.stop();
+      }
+    });
+    it('when accepted MACs are past their window, then the purge removes them and keeps the others', async () => {
+      const store = AdminRequestMacsStore.create(db.knex);
+      const old = randomBytes(32);
+      const fresh = randomBytes(32);
+      expect(await store.remember(old, new Date(Date.now() - 1_000))).toBe(true);
+      expect(await store.remember(fresh, new Date(Date.now() + 300_000))).toBe(true);
+      expect(await store.remember(fresh, new Date(Date.now() + 300_000))).toBe(false);
+      expect(await store.purgeExpired(new Date())).toBeGreaterThanOrEqual(1);
+      const left = await db.knex('admin_request_macs').whereIn('mac', [old, fresh]).pluck('mac');
+      expect(left.map((b: Buffer) => b.toString('hex'))).toEqual([fresh.toString('hex')]);
     });
     it('when a header without a nonce is replayed, then 401 too', async () => {
       const header = signAdminRequest({
