@@ -174,8 +174,20 @@ function headerValues(req: Request, name: string): string[] {
   return out;
 }
 
+// A connection's chain does not change: parsed once per connection, not once per request.
+const chains = new WeakMap<TLSSocket, X509Certificate[]>();
+
 /** The verified peer chain, leaf first, up to the trust anchor from the server's CA list. */
 function peerChain(socket: TLSSocket): X509Certificate[] {
+  let chain = chains.get(socket);
+  if (!chain) {
+    chain = readPeerChain(socket);
+    chains.set(socket, chain);
+  }
+  return chain;
+}
+
+function readPeerChain(socket: TLSSocket): X509Certificate[] {
   const out: X509Certificate[] = [];
   const seen = new Set<string>();
   let c = socket.getPeerCertificate(true);
