@@ -9,6 +9,7 @@ import * as subscriptionApiVersion from './20261201130000_subscription_api_versi
 import * as metricTotals from './20261201150000_metric_totals.js';
 import * as pushReliability from './20261201110000_push_reliability.js';
 import * as clientTransportIdentity from './20261201120000_client_transport_identity.js';
+import * as adminReplayAndRetiredKeys from './20261201122000_admin_replay_and_retired_keys.js';
 
 export interface Migration {
   name: string;
@@ -22,6 +23,7 @@ export const migrations: readonly Migration[] = [
   push,
   pushReliability,
   clientTransportIdentity,
+  adminReplayAndRetiredKeys,
   subscriptionApiVersion,
   metricTotals,
   operations,

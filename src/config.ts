@@ -117,7 +117,10 @@ const envSchema = z.object({
 
   HOST: nonEmpty.default('127.0.0.1'),
   PORT: port.default(8443),
+  ADMIN_HOST: nonEmpty.default('127.0.0.1'),
   ADMIN_PORT: port.default(9090),
+  ADMIN_TLS_CERT_FILE: nonEmpty.optional(),
+  ADMIN_TLS_KEY_FILE: nonEmpty.optional(),
   PUBLIC_URL: httpsUrl.optional(),
   TLS_CERT_FILE: nonEmpty.default('certs/dev/server.crt'),
   TLS_KEY_FILE: nonEmpty.default('certs/dev/server.key'),
@@ -131,6 +134,17 @@ const envSchema = z.object({
     .regex(/^[a-z0-9-]+$/i, { error: 'must be an HTTP header name' })
     .optional(),
   TRUSTED_PROXIES: cidrList.default([]),
+  PROXY_CA_FILE: nonEmpty.optional(),
+  CRL_FILES: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    )
+    .default([]),
+  CRL_RELOAD_SECONDS: int(1, 86_400).default(60),
 
   ACCESS_TOKEN_TTL_SECONDS: int(30, 86_400).default(600),
   CLIENT_ASSERTION_MAX_LIFETIME_SECONDS: int(10, 3_600).default(600),
@@ -212,7 +226,11 @@ export interface Config {
   http: {
     host: string;
     port: number;
+    /** ADMIN_HOST: the admin listener's own address, never derived from HOST. */
+    adminHost: string;
     adminPort: number;
+    /** ADMIN_TLS_*: the admin listener serves HTTPS with these files; unset: plain HTTP. */
+    adminTls: { certFile: string; keyFile: string } | undefined;
     publicUrl: string;
     tlsCertFile: string;
     tlsKeyFile: string;
@@ -227,6 +245,11 @@ export interface Config {
     /** TLS-terminating proxy mode: client certificate taken from this header, only from trusted proxies. */
     clientCertHeader: string | undefined;
     trustedProxies: string[];
+    /** PROXY_CA_FILE: the CA(s) of the proxies' own client certificates (proxy mode). */
+    proxyCaFile: string | undefined;
+    /** CRL_FILES: one CRL per client-certificate CA, re-read when changed (CRL_RELOAD_SECONDS). */
+    crlFiles: string[];
+    crlReloadSeconds: number;
   };
   auth: {
     accessTokenTtlSeconds: number;
@@ -339,7 +362,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
 
   return {
-    mode: e.OB_EVENTS_MODE ?? (e.NODE_ENV === 'production' ? 'production' : 'development'),
+    mode: modeOf(e),
     database: {
       url: e.DATABASE_URL,
       dataDir: resolve(e.DATA_DIR),
@@ -349,7 +372,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     http: {
       host: e.HOST,
       port: e.PORT,
+      adminHost: e.ADMIN_HOST,
       adminPort: e.ADMIN_PORT,
+      adminTls:
+        e.ADMIN_TLS_CERT_FILE && e.ADMIN_TLS_KEY_FILE
+          ? { certFile: resolve(e.ADMIN_TLS_CERT_FILE), keyFile: resolve(e.ADMIN_TLS_KEY_FILE) }
+          : undefined,
       publicUrl: e.PUBLIC_URL ?? `https://localhost:${e.PORT}`,
       tlsCertFile: resolve(e.TLS_CERT_FILE),
       tlsKeyFile: resolve(e.TLS_KEY_FILE),
@@ -360,6 +388,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       adminPublicJwks: e.ADMIN_PUBLIC_JWKS,
       clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
       trustedProxies: e.TRUSTED_PROXIES,
+      proxyCaFile: e.PROXY_CA_FILE ? resolve(e.PROXY_CA_FILE) : undefined,
+      crlFiles: e.CRL_FILES.map(resolve),
+      crlReloadSeconds: e.CRL_RELOAD_SECONDS,
     },
     auth: {
       accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
@@ -439,6 +470,27 @@ function emptyAsUnset(env: Env): Env {
   return out;
 }
 
+/** 0.0.0.0/0, ::/0, ::ffff:0:0/96 and anything nearly as wide: not a list of proxies. */
+function isCatchAllRange(entry: string): boolean {
+  if (!entry.includes('/')) return false;
+  const [net, bits] = ipaddr.parseCIDR(entry);
+  if (net.kind() === 'ipv6' && (net as ipaddr.IPv6).isIPv4MappedAddress()) return bits - 96 < 8;
+  return net.kind() === 'ipv4' ? bits < 8 : bits < 32;
+}
+
+function modeOf(e: z.infer<typeof envSchema>): Config['mode'] {
+  return e.OB_EVENTS_MODE ?? (e.NODE_ENV === 'production' ? 'production' : 'development');
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  try {
+    return ipaddr.process(host).range() === 'loopback';
+  } catch {
+    return false; // a host name: it may resolve anywhere
+  }
+}
+
 function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
   // Half a TLS configuration would mix a bank's files with the (ungenerated) dev PKI defaults.
   const tls = ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE'] as const;
@@ -470,10 +522,51 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
       'set OPERATOR_PASSWORD or OPERATOR_PASSWORD_FILE, not both',
     );
   }
+  if (
+    modeOf(e) === 'production' &&
+    e.KEY_ENCRYPTION_KEY === undefined &&
+    e.SIGNING_KEY_FILE === undefined
+  ) {
+    // Plaintext private keys in the database: read access would be enough to mint tokens.
+    throw new ConfigError(
+      'KEY_ENCRYPTION_KEY',
+      'production needs KEY_ENCRYPTION_KEY (openssl rand -base64 32) or SIGNING_KEY_FILE: signing keys are never stored in plaintext',
+    );
+  }
+  if ((e.ADMIN_TLS_CERT_FILE === undefined) !== (e.ADMIN_TLS_KEY_FILE === undefined)) {
+    throw new ConfigError(
+      e.ADMIN_TLS_CERT_FILE === undefined ? 'ADMIN_TLS_CERT_FILE' : 'ADMIN_TLS_KEY_FILE',
+      'ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE must be set together',
+    );
+  }
+  if (
+    modeOf(e) === 'production' &&
+    e.ADMIN_TLS_CERT_FILE === undefined &&
+    !isLoopback(e.ADMIN_HOST)
+  ) {
+    // /metrics and the HMAC APIs in cleartext on a network interface.
+    throw new ConfigError(
+      'ADMIN_HOST',
+      'a non-loopback admin listener needs ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE in production',
+    );
+  }
   if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {
     throw new ConfigError(
       'TRUSTED_PROXIES',
       'must list the proxy addresses (CIDR) when CLIENT_CERT_HEADER is set',
+    );
+  }
+  if (e.CLIENT_CERT_HEADER !== undefined && e.PROXY_CA_FILE === undefined) {
+    throw new ConfigError(
+      'PROXY_CA_FILE',
+      "must name the CA of the proxies' own client certificates when CLIENT_CERT_HEADER is set (the proxy authenticates with mTLS)",
+    );
+  }
+  const tooWide = e.TRUSTED_PROXIES.find(isCatchAllRange);
+  if (tooWide !== undefined) {
+    throw new ConfigError(
+      'TRUSTED_PROXIES',
+      `${tooWide} is too wide: list the proxies' addresses (IPv4 ranges of /8 or narrower, IPv6 of /32 or narrower)`,
     );
   }
 }

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateLatest, pendingMigrations } from './db/migrate.js';
+import { AdminRequestMacsStore } from './db/stores/adminRequestMacsStore.js';
 import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
@@ -196,6 +197,8 @@ function lazySetSigner(workers: number): SetSigner {
 export interface RunningServer {
   apiPort: number;
   adminPort: number;
+  /** The address the admin listener is bound to (ADMIN_HOST). */
+  adminAddress: string;
   services: Services;
   stop(): Promise<void>;
 }
@@ -210,8 +213,8 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
   const modules = await serverModules();
-  const { devPkiComplete, writeDevPki, createAdminApp, createApiApp, proxyCertificateOptions } =
-    modules;
+  const { devPkiComplete, writeDevPki, createAdminApp, createApiApp } = modules;
+  const { proxyCertificateOptions, revocationLists } = modules;
   const { closeGracefully, createAdminServer, createApiServer, listen, adminRouters, apiRouters } =
     modules;
   const { createMetrics, metricsRouter, registerCollectedGauges, every, runRetention } = modules;
@@ -240,7 +243,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     const metrics = createMetrics();
     const services = buildServices(config, db, logger, clock, metrics);
     registerCollectedGauges(metrics, { knex: db.knex, longPolls: () => services.longPolls.size });
-    if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
+    if ((await pendingMigrations(db.knex)).length === 0) {
+      await services.keys.sealPlaintextKeys();
+      await services.keys.ensureActiveKey();
+    }
     await services.keys.watch(db.notifier);
     await services.clients.watch(db.notifier);
     if (config.mode === 'production') await warnClientsWithoutTransportIdentity(services, logger);
@@ -255,6 +261,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       logger,
       routers: apiRouters(routeDeps),
       proxyCertificate: proxyCertificateOptions(config, clock),
+      revocation: revocationLists(config, clock, logger),
       metrics,
     });
     const apiServer = createApiServer(apiApp, {
@@ -262,6 +269,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       keyFile: config.http.tlsKeyFile,
       clientCaFile: config.http.tlsClientCaFile,
       allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
+      proxyCaFile: config.http.clientCertHeader !== undefined ? config.http.proxyCaFile : undefined,
     });
     const adminApp = createAdminApp({
       logger,
@@ -269,10 +277,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       routers: [metricsRouter(metrics), ...adminRouters(routeDeps)],
       metrics,
     });
-    const adminServer = createAdminServer(adminApp);
+    const adminServer = createAdminServer(adminApp, config.http.adminTls);
 
     const api = await listen(apiServer, config.http.host, config.http.port);
-    const admin = await listen(adminServer, config.http.host, config.http.adminPort).catch(
+    const admin = await listen(adminServer, config.http.adminHost, config.http.adminPort).catch(
       async (err: unknown) => {
         await closeGracefully(apiServer, 0);
         throw err;
@@ -288,7 +296,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     logger.info(
       {
         api: `https://${config.http.host}:${api.port}`,
-        admin: `http://${config.http.host}:${admin.port}`,
+        admin: `${config.http.adminTls ? 'https' : 'http'}://${config.http.adminHost}:${admin.port}`,
         publicUrl: config.http.publicUrl,
         database: db.kind,
       },
@@ -313,6 +321,12 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         logger,
       ),
       every(
+        'admin-mac-purge',
+        60_000,
+        () => AdminRequestMacsStore.create(db.knex).purgeExpired(new Date(clock.now())),
+        logger,
+      ),
+      every(
         'retention',
         10 * 60_000,
         () =>
@@ -330,7 +344,10 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= shutdown({ logger, config, db, apiServer, adminServer, tasks, services }));
-    return { apiPort: api.port, adminPort: admin.port, services, stop };
+    return {
+      ...{ apiPort: api.port, adminPort: admin.port, adminAddress: admin.address },
+      ...{ services, stop },
+    };
   } catch (err) {
     await db.close().catch(() => {});
     throw err;

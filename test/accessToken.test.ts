@@ -141,6 +141,32 @@ describe('requireAccessToken', () => {
     expectUnauthenticated(await get(tpp, token));
   });
 
+  async function signedByUs(issuedAt: number, ttlSeconds: number) {
+    return signAccessToken({
+      signingKey: await server.server.services.keys.activeKey(),
+      issuer: TEST_PUBLIC_URL,
+      audience: TEST_PUBLIC_URL,
+      clientId: tpp.clientId,
+      scopes: ['accounts'],
+      certificateThumbprint: certificateThumbprint(new X509Certificate(tpp.certPem)),
+      issuedAt,
+      ttlSeconds,
+      jti: randomUUID(),
+    });
+  }
+
+  it('when a token signed by our key lives longer than ACCESS_TOKEN_TTL_SECONDS (exp - iat of a year), then 401', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expect((await get(tpp, await signedByUs(now, 600))).status).toBe(200);
+    expectUnauthenticated(await get(tpp, await signedByUs(now, 365 * 86_400)));
+    expectUnauthenticated(await get(tpp, await signedByUs(now, 600 + 60)));
+  });
+
+  it('when a token signed by our key has its iat in the future, then 401', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expectUnauthenticated(await get(tpp, await signedByUs(now + 300, 600)));
+  });
+
   it('when the token comes from another ob-events deployment (its own keys), then 401', async () => {
     const otherDb = await createTestDatabase();
     const other = await startTestServer(otherDb);

@@ -83,6 +83,7 @@ describe('loadConfig defaults', () => {
         SET_TYP: 'secevent+jwt',
         CLIENT_CERT_HEADER: 'X-SSL-Client-Cert',
         TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.7 ,::1',
+        PROXY_CA_FILE: '/etc/ob/proxy-ca.crt',
         KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
         DATA_DIR: '/var/lib/ob',
       },
@@ -128,19 +129,22 @@ describe('loadConfig developmentDefaults', () => {
 });
 
 describe('loadConfig mode', () => {
+  // Production refuses plaintext signing keys (test/securityConfig.test.ts).
+  const KEK = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64') };
+
   it('when nothing says production, then the mode is development', () => {
     expect(loadConfig({}, CWD).mode).toBe('development');
   });
 
   it('when NODE_ENV=production, then the mode is production', () => {
-    expect(loadConfig({ NODE_ENV: 'production' }, CWD).mode).toBe('production');
+    expect(loadConfig({ NODE_ENV: 'production', ...KEK }, CWD).mode).toBe('production');
   });
 
   it('when OB_EVENTS_MODE is set, then it wins over NODE_ENV', () => {
     expect(loadConfig({ NODE_ENV: 'production', OB_EVENTS_MODE: 'development' }, CWD).mode).toBe(
       'development',
     );
-    expect(loadConfig({ OB_EVENTS_MODE: 'production' }, CWD).mode).toBe('production');
+    expect(loadConfig({ OB_EVENTS_MODE: 'production', ...KEK }, CWD).mode).toBe('production');
   });
 
   it('when SUPPORTED_EVENT_TYPES and EXTENSION_EVENT_TYPES are set, then URNs become codes and duplicates go', () => {

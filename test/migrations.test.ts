@@ -33,6 +33,7 @@ const TABLES = [
   'operator_audit',
   'operator_sessions',
   'push_workers',
+  'admin_request_macs',
 ];
 
 const NAMED_INDEXES: Record<string, string> = {
@@ -45,6 +46,7 @@ const NAMED_INDEXES: Record<string, string> = {
   events_client_idempotency_key_uidx: 'events',
   event_outbox_new_idx: 'event_outbox',
   push_attempts_pkey: 'push_attempts',
+  admin_request_macs_expires_at_idx: 'admin_request_macs',
 };
 
 /** Tables of the public schema other than knex's own bookkeeping. */
@@ -181,6 +183,10 @@ async function insertOneOfEach(knex: Knex): Promise<void> {
     resolution: 'purged',
   });
   await knex('metric_totals').insert({ metric: 'sets_deleted', label: 'ack', value: 1 });
+  await knex('admin_request_macs').insert({
+    mac: Buffer.alloc(32, 7),
+    expires_at: new Date(Date.now() + 300_000),
+  });
 }
 
 /** Functions and triggers of our own in the public schema (migrations must drop theirs). */

@@ -1,6 +1,10 @@
 // Behind a TLS-terminating proxy: the client certificate comes from CLIENT_CERT_HEADER, only on
-// connections from TRUSTED_PROXIES, and is checked as the handshake would have checked it.
+// connections that present a proxy certificate (PROXY_CA_FILE) from TRUSTED_PROXIES, exactly
+// once, and is checked as the handshake would have checked it.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issueCertificate } from '../src/crypto/devPki.js';
@@ -20,6 +24,18 @@ const HEADER = 'x-ssl-client-cert';
 const pki = readPki();
 const testCa = { certPem: pki.ca, keyPem: fs.readFileSync(testPki().caKey, 'utf8') };
 
+// The proxies' own CA, apart from the TPPs' CA, and the certificate our proxy connects with.
+const proxyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ob-proxy-ca-'));
+const proxyCa = createCertificateAuthority('proxy CA');
+const proxyCaFile = path.join(proxyDir, 'proxy-ca.crt');
+fs.writeFileSync(proxyCaFile, proxyCa.certPem);
+const proxyCert = issueCertificate(proxyCa, { commonName: 'edge-proxy', usage: 'client' });
+const proxyEnv = (trusted: string) => ({
+  CLIENT_CERT_HEADER: HEADER,
+  TRUSTED_PROXIES: trusted,
+  PROXY_CA_FILE: proxyCaFile,
+});
+
 /** What nginx's $ssl_client_escaped_cert puts in the header. */
 const escaped = (pem: string) => encodeURIComponent(pem);
 
@@ -31,30 +47,30 @@ describe('proxy mode: request from a trusted proxy', () => {
   let db: TestDatabase;
   let server: TestServer;
   let tpp: TestTpp;
-  // The proxy terminates TLS itself and connects without a client certificate.
-  const proxy = mtlsAgent({ ca: pki.ca });
+  // The proxy terminates the TPP's TLS and connects to us with its own client certificate.
+  const proxy = mtlsAgent({ ca: pki.ca, cert: proxyCert.certPem, key: proxyCert.keyPem });
+  const noCertificate = mtlsAgent({ ca: pki.ca });
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    server = await startTestServer(db, {
-      env: { CLIENT_CERT_HEADER: HEADER, TRUSTED_PROXIES: '127.0.0.1/32' },
-    });
+    server = await startTestServer(db, { env: proxyEnv('127.0.0.1/32') });
     tpp = await createTestTpp(server);
   });
   afterAll(async () => {
     await proxy.close();
+    await noCertificate.close();
     await tpp?.agent.close();
     await server?.stop();
     await db?.drop();
   });
 
-  async function tokenVia(headerValue: string | undefined) {
+  async function tokenVia(headerValue: string | undefined, agent = proxy) {
     const body = new URLSearchParams({
       grant_type: 'client_credentials',
       client_assertion_type: JWT_BEARER,
       client_assertion: await signClientAssertion(tpp, server),
     }).toString();
-    return call(proxy, `${server.url}/token`, {
+    return call(agent, `${server.url}/token`, {
       method: 'POST',
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
@@ -105,6 +121,98 @@ describe('proxy mode: request from a trusted proxy', () => {
     expectNoCertificate(await tokenVia('not%20a%20certificate'));
     expectNoCertificate(await tokenVia('%E0%A4%A'));
   });
+
+  it('when the request carries two instances of the certificate header, then 401', async () => {
+    const other = issueCertificate(testCa, { commonName: 'someone-else', usage: 'client' });
+    const res = await request(`${server.url}/token`, {
+      dispatcher: proxy,
+      method: 'POST',
+      headers: [
+        'content-type',
+        'application/x-www-form-urlencoded',
+        HEADER,
+        escaped(tpp.certPem),
+        HEADER,
+        escaped(other.certPem),
+      ],
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_assertion_type: JWT_BEARER,
+        client_assertion: await signClientAssertion(tpp, server),
+      }).toString(),
+    });
+    await res.body.text();
+    expect(res.statusCode).toBe(401);
+  });
+
+  it('when a connection from a trusted address has no proxy certificate, then the header is not read (401)', async () => {
+    expectNoCertificate(await tokenVia(escaped(tpp.certPem), noCertificate));
+  });
+
+  it("when a TPP connects from a trusted address with its own certificate and names another TPP's in the header, then the header is ignored", async () => {
+    const other = issueCertificate(testCa, { commonName: 'someone-else', usage: 'client' });
+    const res = await tokenVia(escaped(other.certPem), tpp.agent);
+    expect(res.status).toBe(200);
+    const cnf = decodeJwt(res.json<{ access_token: string }>().access_token).cnf as Record<
+      string,
+      string
+    >;
+    expect(cnf['x5t#S256']).toBe(thumbprintOf(tpp.certPem));
+  });
+
+  it('when the forwarded certificate is the proxy certificate itself, then 401', async () => {
+    expectNoCertificate(await tokenVia(escaped(proxyCert.certPem)));
+  });
+});
+
+describe('proxy mode: a proxy certificate from an address outside TRUSTED_PROXIES', () => {
+  let db: TestDatabase;
+  let server: TestServer;
+  let tpp: TestTpp;
+  const proxy = mtlsAgent({ ca: pki.ca, cert: proxyCert.certPem, key: proxyCert.keyPem });
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    server = await startTestServer(db, { env: proxyEnv('10.9.8.0/24') });
+    tpp = await createTestTpp(server);
+  });
+  afterAll(async () => {
+    await proxy.close();
+    await tpp?.agent.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  it('when the proxy certificate connects from an address not in TRUSTED_PROXIES, then 401', async () => {
+    const res = await call(proxy, `${server.url}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        [HEADER]: escaped(tpp.certPem),
+      },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_assertion_type: JWT_BEARER,
+        client_assertion: await signClientAssertion(tpp, server),
+      }).toString(),
+    });
+    expectNoCertificate(res);
+  });
+});
+
+describe('proxy mode: start-up', () => {
+  it("when PROXY_CA_FILE holds the TPPs' CA too, then the server refuses to start", async () => {
+    const db = await createTestDatabase();
+    try {
+      await expect(
+        startTestServer(db, {
+          env: { ...proxyEnv('127.0.0.1/32'), PROXY_CA_FILE: testPki().caCert },
+        }),
+      ).rejects.toThrow(/PROXY_CA_FILE must be a CA of its own/);
+    } finally {
+      await db.drop();
+    }
+  });
 });
 
 describe('proxy mode: request from an address that is not a trusted proxy', () => {
@@ -116,9 +224,7 @@ describe('proxy mode: request from an address that is not a trusted proxy', () =
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    server = await startTestServer(db, {
-      env: { CLIENT_CERT_HEADER: HEADER, TRUSTED_PROXIES: '10.9.8.0/24' },
-    });
+    server = await startTestServer(db, { env: proxyEnv('10.9.8.0/24') });
     tpp = await createTestTpp(server);
     other = await createTestTpp(server);
   });

@@ -1,5 +1,7 @@
 // Publishing through the admin API: signed SETs that verify with /jwks, filtering by
 // subscription, idempotency, the HMAC authentication, key rotation and retention.
+import { createHmac, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import {
   compactVerify,
   createLocalJWKSet,
@@ -10,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAdminRequest } from '../src/http/admin/hmacAuth.js';
 import { runRetention } from '../src/workers/retention.js';
+import { AdminRequestMacsStore } from '../src/db/stores/adminRequestMacsStore.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { eventFor, registerClient, subscribe } from './helpers/fixtures.js';
 import { call, mtlsAgent } from './helpers/http.js';
@@ -58,6 +61,30 @@ describe('publishing events', () => {
       status: res.status,
       body: (await res.json().catch(() => null)) as Record<string, unknown> | null,
     };
+  }
+
+  /** Declares `declared` bytes, sends only 1 KB, and resolves with the answer. */
+  function partialPost(
+    signature: string | undefined,
+    declared: number,
+  ): Promise<{ status: number; connection: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(`${server.adminUrl}/admin/v1/events`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': String(declared),
+          ...(signature === undefined ? {} : { 'x-ob-events-signature': signature }),
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(1024, 0x20));
+    });
   }
 
   async function publish(events: unknown[]) {
@@ -233,6 +260,94 @@ describe('publishing events', () => {
       expect(res.status).toBe(401);
       expect(((await res.json()) as { Errors: unknown[] }).Errors.length).toBe(1);
       expect((await adminPost(body, 't=abc,v1=zz')).status).toBe(401);
+    });
+    it('when a captured admin request is replayed, then 401 and no second SET is made', async () => {
+      const client = await registerClient(server);
+      await subscribe(db.knex, client);
+      const captured = JSON.stringify({ events: [eventFor(client)] });
+      const header = sign(SECRET, captured, now());
+      expect((await adminPost(captured, header)).status).toBe(200);
+      expect((await adminPost(captured, header)).status).toBe(401);
+      const count = await db
+        .knex('events')
+        .where({ client_id: client })
+        .count<{ count: number }[]>('* as count');
+      expect(Number(count[0]!.count)).toBe(1);
+    });
+    it('when a captured request is replayed to another replica, then 401 there too', async () => {
+      const replica = await startTestServer(db, { env: { ADMIN_API_SECRET: SECRET } });
+      try {
+        const captured = JSON.stringify({ events: [eventFor('x')] });
+        const header = sign(SECRET, captured, now());
+        expect((await adminPost(captured, header)).status).toBe(200);
+        const res = await fetch(`${replica.adminUrl}/admin/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-ob-events-signature': header },
+          body: captured,
+        });
+        expect(res.status).toBe(401);
+      } finally {
+        await replica.stop();
+      }
+    });
+    it('when accepted MACs are past their window, then the purge removes them and keeps the others', async () => {
+      const store = AdminRequestMacsStore.create(db.knex);
+      const old = randomBytes(32);
+      const fresh = randomBytes(32);
+      expect(await store.remember(old, new Date(Date.now() - 1_000))).toBe(true);
+      expect(await store.remember(fresh, new Date(Date.now() + 300_000))).toBe(true);
+      expect(await store.remember(fresh, new Date(Date.now() + 300_000))).toBe(false);
+      expect(await store.purgeExpired(new Date())).toBeGreaterThanOrEqual(1);
+      const left = await db.knex('admin_request_macs').whereIn('mac', [old, fresh]).pluck('mac');
+      expect(left.map((b: Buffer) => b.toString('hex'))).toEqual([fresh.toString('hex')]);
+    });
+    it('when a header without a nonce is replayed, then 401 too', async () => {
+      const header = signAdminRequest({
+        secret: SECRET,
+        method: 'POST',
+        path: '/admin/v1/events',
+        body,
+        nonce: null,
+      });
+      expect(header).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+      expect((await adminPost(body, header)).status).toBe(200);
+      expect((await adminPost(body, header)).status).toBe(401);
+    });
+    it('when t is 290 s in the future, then 401 (29 s ahead is accepted)', async () => {
+      expect((await adminPost(body, sign(SECRET, body, now() + 290))).status).toBe(401);
+      expect((await adminPost(body, sign(SECRET, body, now() + 29))).status).toBe(200);
+    });
+    it('when t is not a canonical decimal (0x..., +..., leading zeros, exponent), then 401', async () => {
+      const t = now();
+      const body = JSON.stringify({ events: [eventFor('y')] });
+      const mac = (first: string) =>
+        createHmac('sha256', SECRET)
+          .update(`${first}\nPOST\n/admin/v1/events\n${body}`)
+          .digest('hex');
+      for (const spelling of [`0x${t.toString(16)}`, `+${t}`, `0${t}`, `${t}.0`, `${t / 10}e1`]) {
+        // Signed over the very spelling sent, so only the parsing rule can refuse it.
+        const res = await adminPost(body, `t=${spelling},v1=${mac(spelling)}`);
+        expect(res.status, spelling).toBe(401);
+      }
+      expect((await adminPost(body, `t=${t},v1=${mac(String(t))}`)).status).toBe(200);
+    });
+    it('when the header repeats a field or adds an unknown one, then 401', async () => {
+      const good = sign(SECRET, body, now());
+      expect((await adminPost(body, `${good},t=${now()}`)).status).toBe(401);
+      expect((await adminPost(body, `${good},v2=abc`)).status).toBe(401);
+    });
+    it('when the body is larger than 3 MB without a valid signature header, then 401 before the body is read', async () => {
+      // 1 KB of a declared 3 MB body is sent and the rest never is: an answer can only come
+      // from a server that did not wait for the body.
+      for (const header of [undefined, 't=1,v1=' + '0'.repeat(64)]) {
+        const res = await partialPost(header, 3 * 1024 * 1024);
+        expect(res.status).toBe(401);
+        expect(res.connection).toBe('close');
+      }
+    });
+    it('when Content-Length exceeds the 4 MB limit under a well-formed header, then 413 before the body is read', async () => {
+      const res = await partialPost(sign(SECRET, '', now()), 5 * 1024 * 1024);
+      expect(res.status).toBe(413);
     });
     it('when no ADMIN_API_SECRET is configured, then the endpoint answers 503', async () => {
       const other = await startTestServer(db);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compactVerify, createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet } from 'jose';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { loadConfig } from '../src/config.js';
@@ -131,5 +132,54 @@ describe('signing keys', () => {
       .update({ state: 'acknowledged', resolution: 'ack', resolved_at: db.knex.fn.now() });
     expect(await ring.retireExpired()).toContain(old.kid);
     expect((await ring.publicJwks()).keys.map((k) => k.kid)).not.toContain(old.kid);
+  });
+
+  it('when a key starts retiring, then its private half is erased and it still verifies', async () => {
+    const ring = keyRing({});
+    const old = await ring.rotate();
+    expect((await db.knex('signing_keys').where({ kid: old.kid }).first()).private_key).not.toBe(
+      null,
+    );
+    await ring.rotate();
+    const row = await db.knex('signing_keys').where({ kid: old.kid }).first();
+    expect(row.status).toBe('retiring');
+    expect(row.private_key).toBeNull();
+    ring.invalidate();
+    expect(await ring.verificationKey(old.kid)).toBeDefined();
+  });
+
+  it('when a KEK is configured and the database holds a plaintext key, then start-up seals it and says so', async () => {
+    const plain = await keyRing({}).rotate(); // written before the KEK was configured
+    const before = await db.knex('signing_keys').where({ kid: plain.kid }).first();
+    expect(before.private_key).toContain('"d"');
+
+    const kek = randomBytes(32).toString('base64');
+    const server = await startTestServer(db, { env: { KEY_ENCRYPTION_KEY: kek } });
+    try {
+      const after = await db.knex('signing_keys').where({ kid: plain.kid }).first();
+      expect(after.private_key).toMatch(/^sealed\.v1\./);
+      expect(after.private_key).not.toContain('"d"');
+      // The sealed key still signs, with the KEK.
+      expect((await server.server.services.keys.activeKey()).kid).toBe(plain.kid);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('when plaintext keys are sealed, then the log says which', async () => {
+    const plain = await keyRing({}).rotate();
+    const lines: string[] = [];
+    const ring = new KeyRing({
+      store: SigningKeysStore.create(db.knex),
+      knex: db.knex,
+      config: loadConfig(testEnv(db, { KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }))
+        .keys,
+      clock: new ManualClock(),
+      logger: pino({ level: 'info' }, { write: (l: string) => lines.push(l) }),
+    });
+    expect(await ring.sealPlaintextKeys()).toEqual([plain.kid]);
+    expect(lines.join('')).toMatch(/sealed 1 plaintext signing key\(s\) with KEY_ENCRYPTION_KEY/);
+    expect(lines.join('')).toContain(plain.kid);
+    expect(await ring.sealPlaintextKeys()).toEqual([]);
   });
 });

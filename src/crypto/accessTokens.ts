@@ -73,6 +73,7 @@ export type AccessTokenFailure =
   | 'wrong_issuer'
   | 'wrong_audience'
   | 'expired'
+  | 'too_long_lived'
   | 'invalid_claims';
 
 export class AccessTokenError extends Error {
@@ -89,6 +90,12 @@ export interface AccessTokenPolicy {
   issuer: string;
   audience: string;
   clockToleranceSeconds: number;
+  /**
+   * ACCESS_TOKEN_TTL_SECONDS: a token whose `exp - iat` is longer (beyond the clock tolerance), or
+   * whose `iat` lies in the future, was not issued by this deployment as configured (forged with
+   * a leaked key, or mis-issued) and is refused.
+   */
+  maxLifetimeSeconds: number;
 }
 
 export interface VerifiedAccessToken {
@@ -123,7 +130,25 @@ export async function verifyAccessToken(
   } catch (err) {
     throw fromJose(err);
   }
+  checkLifetime(claims, policy, nowMs);
   return boundClaims(claims);
+}
+
+function checkLifetime(c: JWTPayload, policy: AccessTokenPolicy, nowMs: number): void {
+  const { iat, exp } = c;
+  if (typeof iat !== 'number' || typeof exp !== 'number') {
+    throw new AccessTokenError('invalid_claims', 'iat and exp must be numbers');
+  }
+  const tolerance = policy.clockToleranceSeconds;
+  if (exp - iat > policy.maxLifetimeSeconds + tolerance) {
+    throw new AccessTokenError(
+      'too_long_lived',
+      `exp - iat is ${exp - iat} s, more than the configured ${policy.maxLifetimeSeconds} s`,
+    );
+  }
+  if (iat > nowMs / 1000 + tolerance) {
+    throw new AccessTokenError('invalid_claims', 'iat is in the future');
+  }
 }
 
 function headerKid(token: string): string {

@@ -1,5 +1,5 @@
 // The embedded database for `npm start` with no DATABASE_URL: PGlite (Postgres compiled to WASM)
-// in this process, served over the Postgres wire protocol on a loopback port by pglite-socket.
+// in this process, served over the Postgres wire protocol by pglite-socket on a Unix socket.
 // Everything else then talks to it through the same `pg` driver and SQL as a real server, so
 // there is one code path. What differs, and why:
 // - PGlite is one backend: the socket server queues statements and runs one transaction at a
@@ -8,13 +8,21 @@
 // - NOTIFY: the single backend emits notifications into whichever connection committed, so we
 //   read NotificationResponse frames from every reply and hand them to the in-process notifier.
 // - Another process (a CLI command while `serve` runs) must not open the same directory; the
-//   owner writes a lock file with its port, and other processes connect to that port instead.
+//   owner writes a lock file with its socket directory, and other processes connect there.
+// - PGlite has no authentication, so access is the file system's: the socket lives in a private
+//   directory (0700) and is itself 0600, the lock file is 0600 and DATA_DIR is 0700, so only the
+//   user running ob-events can reach or read the database. There is no TCP port.
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 
 const LOCK_FILE = 'ob-events.lock.json';
+/** The file name libpq and `pg` look for in the socket directory (default port 5432). */
+const SOCKET_NAME = '.s.PGSQL.5432';
+const PRIVATE_FILE = 0o600;
+const PRIVATE_DIR = 0o700;
 
 export interface EmbeddedServer {
   connectionString: string;
@@ -27,7 +35,8 @@ export interface EmbeddedServer {
 
 interface LockContent {
   pid: number;
-  port: number;
+  /** The owner's socket directory; empty while the owner is still starting. */
+  socketDir: string;
 }
 
 // Opens within this process share one owner (tests start a server and inspect its database; a
@@ -61,7 +70,8 @@ export async function openEmbedded(dataDir: string, logger: Logger): Promise<Emb
 }
 
 async function openExclusive(dataDir: string, logger: Logger): Promise<EmbeddedServer> {
-  fs.mkdirSync(dataDir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR });
+  fs.chmodSync(dataDir, PRIVATE_DIR); // the database files: the owner's alone
   const lockPath = path.join(dataDir, LOCK_FILE);
   const deadline = Date.now() + 30_000;
 
@@ -72,16 +82,16 @@ async function openExclusive(dataDir: string, logger: Logger): Promise<EmbeddedS
       continue;
     }
     if (existing && existing.pid !== process.pid && isAlive(existing.pid)) {
-      if (existing.port === 0) {
+      if (existing.socketDir === '') {
         await sleep(100); // its owner is still starting PGlite
         continue;
       }
       logger.debug(
-        { pid: existing.pid, port: existing.port },
+        { pid: existing.pid, socketDir: existing.socketDir },
         'using the embedded database of a running ob-events',
       );
       return {
-        connectionString: connectionStringFor(existing.port),
+        connectionString: connectionStringFor(existing.socketDir),
         owner: false,
         notifications: new EventEmitter(),
         close: async () => {},
@@ -90,18 +100,18 @@ async function openExclusive(dataDir: string, logger: Logger): Promise<EmbeddedS
     if (existing) fs.rmSync(lockPath, { force: true }); // stale: its process is gone
     let fd: number;
     try {
-      fd = fs.openSync(lockPath, 'wx');
+      fd = fs.openSync(lockPath, 'wx', PRIVATE_FILE);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // another process won the race
       throw err;
     }
     try {
-      fs.writeSync(fd, JSON.stringify({ pid: process.pid, port: 0 } satisfies LockContent));
+      fs.writeSync(fd, JSON.stringify({ pid: process.pid, socketDir: '' } satisfies LockContent));
       fs.closeSync(fd);
       const server = await startOwner(dataDir, logger);
-      writeLockAtomically(lockPath, { pid: process.pid, port: server.port });
+      writeLockAtomically(lockPath, { pid: process.pid, socketDir: server.socketDir });
       return {
-        connectionString: connectionStringFor(server.port),
+        connectionString: connectionStringFor(server.socketDir),
         owner: true,
         notifications: server.notifications,
         close: async () => {
@@ -127,16 +137,27 @@ async function startOwner(dataDir: string, logger: Logger) {
   const notifications = new EventEmitter();
   notifications.setMaxListeners(0);
   captureNotifications(db, notifications, logger);
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 200 });
-  await server.start();
-  const port = Number((server as unknown as { port: number }).port);
-  logger.debug({ ms: Date.now() - started, port }, 'embedded PGlite started');
+  // mkdtemp creates the directory 0700; the socket in it is made 0600 before anyone is told of it.
+  const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ob-events-pg-'));
+  const socketPath = path.join(socketDir, SOCKET_NAME);
+  const server = new PGLiteSocketServer({ db, path: socketPath, maxConnections: 200 });
+  try {
+    await server.start();
+    fs.chmodSync(socketPath, PRIVATE_FILE);
+  } catch (err) {
+    await server.stop().catch(() => {});
+    await db.close().catch(() => {});
+    fs.rmSync(socketDir, { recursive: true, force: true });
+    throw err;
+  }
+  logger.debug({ ms: Date.now() - started, socketDir }, 'embedded PGlite started');
   return {
-    port,
+    socketDir,
     notifications,
     stop: async () => {
       await server.stop();
       await db.close();
+      fs.rmSync(socketDir, { recursive: true, force: true });
     },
   };
 }
@@ -186,8 +207,8 @@ function captureNotifications(db: object, out: EventEmitter, logger: Logger): vo
   };
 }
 
-function connectionStringFor(port: number): string {
-  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+function connectionStringFor(socketDir: string): string {
+  return `postgres://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`;
 }
 
 function readLock(lockPath: string): LockContent | 'unreadable' | undefined {
@@ -199,8 +220,8 @@ function readLock(lockPath: string): LockContent | 'unreadable' | undefined {
   }
   try {
     const parsed = JSON.parse(text) as Partial<LockContent>;
-    if (typeof parsed.pid === 'number' && typeof parsed.port === 'number') {
-      return { pid: parsed.pid, port: parsed.port };
+    if (typeof parsed.pid === 'number' && typeof parsed.socketDir === 'string') {
+      return { pid: parsed.pid, socketDir: parsed.socketDir };
     }
   } catch {
     // fall through
@@ -208,12 +229,13 @@ function readLock(lockPath: string): LockContent | 'unreadable' | undefined {
   // Half-written by a live owner, or left corrupt by a dead one: stale after a few seconds.
   const stat = fs.statSync(lockPath, { throwIfNoEntry: false });
   if (!stat) return undefined;
-  return Date.now() - stat.mtimeMs > 5_000 ? { pid: -1, port: -1 } : 'unreadable';
+  return Date.now() - stat.mtimeMs > 5_000 ? { pid: -1, socketDir: '' } : 'unreadable';
 }
 
 function writeLockAtomically(lockPath: string, content: LockContent): void {
   const tmp = `${lockPath}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(content));
+  fs.writeFileSync(tmp, JSON.stringify(content), { mode: PRIVATE_FILE });
+  fs.chmodSync(tmp, PRIVATE_FILE);
   fs.renameSync(tmp, lockPath);
 }
 

@@ -93,6 +93,32 @@ export class KeyRing {
     throw new Error('could not create the first signing key');
   }
 
+  /**
+   * With KEY_ENCRYPTION_KEY set, seals every private key still stored in plaintext (written
+   * before the KEK was configured) and says so; returns the kids sealed. Runs at start-up.
+   */
+  async sealPlaintextKeys(): Promise<string[]> {
+    const kek = this.deps.config.encryptionKey;
+    if (!kek) return [];
+    const sealed: string[] = [];
+    for (const key of await this.deps.store.list()) {
+      if (key.privateKey === null || isSealed(key.privateKey)) continue;
+      const jwk = JSON.parse(key.privateKey) as JWK;
+      const replacement = sealPrivateKey(jwk, key.kid, kek);
+      if (await this.deps.store.replacePrivateKey(key.kid, key.privateKey, replacement)) {
+        sealed.push(key.kid);
+      }
+    }
+    if (sealed.length > 0) {
+      this.deps.logger.warn(
+        { kids: sealed },
+        `sealed ${sealed.length} plaintext signing key(s) with KEY_ENCRYPTION_KEY`,
+      );
+      this.invalidate();
+    }
+    return sealed;
+  }
+
   async activeKey(): Promise<ActiveKey> {
     const now = this.deps.clock.now();
     if (this.active && this.active.until > now) return this.active.key;

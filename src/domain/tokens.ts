@@ -304,6 +304,7 @@ export class Tokens {
       issuer: this.issuer,
       audience: this.audience,
       clockToleranceSeconds: this.deps.config.auth.clockToleranceSeconds,
+      maxLifetimeSeconds: this.deps.config.auth.accessTokenTtlSeconds,
     };
     try {
       return await verifyAccessToken(token, policy, this.deps.clock.now(), (kid) =>

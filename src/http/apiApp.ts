@@ -2,6 +2,7 @@
 // the client certificate, the routes, and the one error mapper last.
 import express, { type Express, type Router } from 'express';
 import helmet from 'helmet';
+import type { RevocationLists } from '../crypto/revocation.js';
 import type { Logger } from '../logger.js';
 import { clientCertificate, type ProxyCertificateOptions } from './clientCertificate.js';
 import { errorMapper, notFoundHandler } from './errorMapper.js';
@@ -14,6 +15,8 @@ export interface ApiAppDeps {
   routers: Router[];
   /** Proxy mode (CLIENT_CERT_HEADER): where the client certificate may come from instead. */
   proxyCertificate?: ProxyCertificateOptions | undefined;
+  /** CRL_FILES: revoked client certificates are refused in both modes. */
+  revocation?: RevocationLists | undefined;
   metrics?: Metrics;
 }
 
@@ -24,7 +27,7 @@ export function createApiApp(deps: ApiAppDeps): Express {
   app.use(interactionId(deps.logger));
   if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
   app.use(helmet());
-  app.use(clientCertificate(deps.proxyCertificate));
+  app.use(clientCertificate(deps.proxyCertificate, deps.revocation));
   for (const router of deps.routers) app.use(router);
   app.use(notFoundHandler);
   app.use(errorMapper);

@@ -3,18 +3,21 @@
 // Direct mTLS (the default): the handshake has already verified the certificate against
 // TLS_CLIENT_CA_FILE; without one the request goes no further.
 //
-// Behind a TLS-terminating proxy (CLIENT_CERT_HEADER set, off by default): the handshake no
-// longer requires a certificate. A connection from an address in TRUSTED_PROXIES is a proxied one:
-// it must carry the header (the URL-encoded PEM of the TPP's certificate, as nginx's
-// $ssl_client_escaped_cert or an AWS ALB's X-Amzn-Mtls-Clientcert send it; intermediates may
-// follow the leaf), and that certificate is checked here as the handshake would have (chain to
-// TLS_CLIENT_CA_FILE, validity dates, client usage). Any other connection is a direct one: it must
-// have presented a verified certificate itself, and the header is ignored, so nobody can name a
-// certificate they do not hold by sending the header past the proxy.
+// Behind a TLS-terminating proxy (CLIENT_CERT_HEADER set, off by default): the proxy is
+// authenticated, not merely located. It connects with its own client certificate issued by a CA
+// in PROXY_CA_FILE (a CA that must not also be in TLS_CLIENT_CA_FILE) and from an address in
+// TRUSTED_PROXIES; only such a connection may carry the header (the URL-encoded PEM of the TPP's
+// certificate, as nginx's $ssl_client_escaped_cert sends it; intermediates may follow the leaf),
+// exactly once (a proxy that appends a second instance must not let a client choose the
+// certificate), and that certificate is checked here as strictly as the handshake would have
+// (src/crypto/certificateChain.ts). Any other connection is a direct one: it must have presented
+// a verified TPP certificate itself, and the header is ignored.
+//
+// Revocation (CRL_FILES): checked in both modes, for the certificate and its intermediates.
 import fs from 'node:fs';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import ipaddr from 'ipaddr.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -23,7 +26,9 @@ import {
   parsePemCertificates,
   verifyClientCertificateChain,
 } from '../crypto/certificateChain.js';
+import { RevocationLists } from '../crypto/revocation.js';
 import { UnauthenticatedError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { requestContext } from './context.js';
 
 export interface ProxyCertificateOptions {
@@ -33,6 +38,8 @@ export interface ProxyCertificateOptions {
   trustedProxies: readonly string[];
   /** The CAs of TLS_CLIENT_CA_FILE. */
   trustedCas: readonly X509Certificate[];
+  /** The CAs of PROXY_CA_FILE: a connection whose certificate chains to one is a proxy's. */
+  proxyCas: readonly X509Certificate[];
   clock: Clock;
 }
 
@@ -43,40 +50,77 @@ export function proxyCertificateOptions(
 ): ProxyCertificateOptions | undefined {
   const header = config.http.clientCertHeader;
   if (header === undefined) return undefined;
-  const trustedCas = parsePemCertificates(fs.readFileSync(config.http.tlsClientCaFile, 'utf8'));
-  if (trustedCas.length === 0) {
-    throw new Error(`TLS_CLIENT_CA_FILE ${config.http.tlsClientCaFile} holds no certificate`);
+  const trustedCas = readCas('TLS_CLIENT_CA_FILE', config.http.tlsClientCaFile);
+  const proxyCas = readCas('PROXY_CA_FILE', config.http.proxyCaFile!);
+  const shared = proxyCas.find((p) => trustedCas.some((t) => sameCa(p, t)));
+  if (shared) {
+    throw new Error(
+      `PROXY_CA_FILE must be a CA of its own: "${shared.subject.replace(/\n/g, ', ')}" is also in TLS_CLIENT_CA_FILE, so a TPP certificate could act as the proxy`,
+    );
   }
-  return { header, trustedProxies: config.http.trustedProxies, trustedCas, clock };
+  return { header, trustedProxies: config.http.trustedProxies, trustedCas, proxyCas, clock };
 }
 
-export function clientCertificate(proxy?: ProxyCertificateOptions): RequestHandler {
+/** The CRLs of CRL_FILES, or undefined when none are configured. */
+export function revocationLists(
+  config: Config,
+  clock: Clock,
+  logger: Logger,
+): RevocationLists | undefined {
+  if (config.http.crlFiles.length === 0) return undefined;
+  return new RevocationLists({
+    files: config.http.crlFiles,
+    reloadMs: config.http.crlReloadSeconds * 1000,
+    now: () => clock.now(),
+    onReloadError: (err) =>
+      logger.error({ err: err.message }, 'CRL_FILES: reload failed, the previous lists stay'),
+    onReloaded: (files) => logger.info({ files }, 'CRL_FILES reloaded'),
+  });
+}
+
+export function clientCertificate(
+  proxy?: ProxyCertificateOptions,
+  revocation?: RevocationLists,
+): RequestHandler {
   const isTrustedProxy = proxy ? addressMatcher(proxy.trustedProxies) : () => false;
   return (req, res, next) => {
     const socket = req.socket as TLSSocket;
     const ctx = requestContext(res);
-    if (proxy && isTrustedProxy(socket.remoteAddress)) {
-      ctx.clientCertificate = forwardedCertificate(req.get(proxy.header), proxy);
+    const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+    const chain = peer && (proxy || revocation) ? peerChain(socket) : [];
+    if (proxy && peer && chain.some((c) => proxy.proxyCas.some((ca) => issuedBy(c, ca)))) {
+      if (!isTrustedProxy(socket.remoteAddress)) {
+        throw new UnauthenticatedError(
+          `proxy certificate from ${socket.remoteAddress}, which is not in TRUSTED_PROXIES`,
+        );
+      }
+      ctx.clientCertificate = forwardedCertificate(req, proxy, revocation);
       next();
       return;
     }
-    if (proxy && req.get(proxy.header) !== undefined) {
+    if (proxy && headerValues(req, proxy.header).length > 0) {
       ctx.log.warn(
         { remoteAddress: socket.remoteAddress, header: proxy.header },
-        'client certificate header from an address not in TRUSTED_PROXIES: ignored',
+        'client certificate header on a connection without a proxy certificate: ignored',
       );
     }
-    const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-    if (!cert) throw new UnauthenticatedError('no verified client certificate on the connection');
-    ctx.clientCertificate = cert;
+    if (!peer) throw new UnauthenticatedError('no verified client certificate on the connection');
+    if (revocation) checkChainNotRevoked(chain, revocation);
+    ctx.clientCertificate = peer;
     next();
   };
 }
 
 function forwardedCertificate(
-  value: string | undefined,
+  req: Request,
   proxy: ProxyCertificateOptions,
+  revocation: RevocationLists | undefined,
 ): X509Certificate {
+  const values = headerValues(req, proxy.header);
+  if (values.length > 1) {
+    throw new UnauthenticatedError(`${values.length} instances of the ${proxy.header} header`);
+  }
+  const value = values[0];
   if (value === undefined || value.trim() === '') {
     throw new UnauthenticatedError(`proxied request without the ${proxy.header} header`);
   }
@@ -94,6 +138,7 @@ function forwardedCertificate(
       intermediates,
       proxy.trustedCas,
       new Date(proxy.clock.now()),
+      revocation ? (cert, issuer) => revocation.isRevoked(cert, issuer) : undefined,
     );
     return leaf;
   } catch (err) {
@@ -102,6 +147,81 @@ function forwardedCertificate(
     }
     throw err;
   }
+}
+
+function checkChainNotRevoked(chain: X509Certificate[], revocation: RevocationLists): void {
+  try {
+    for (let i = 0; i + 1 < chain.length; i++) {
+      if (revocation.isRevoked(chain[i]!, chain[i + 1]!)) {
+        throw new UnauthenticatedError(`client certificate "${chain[i]!.subject}" is revoked`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof CertificateChainError) {
+      throw new UnauthenticatedError(`client certificate: ${err.failure}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+/** Every instance of a header as sent (req.headers joins duplicates into one value). */
+function headerValues(req: Request, name: string): string[] {
+  const out: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === name) out.push(raw[i + 1]!);
+  }
+  return out;
+}
+
+// A connection's chain does not change: parsed once per connection, not once per request.
+const chains = new WeakMap<TLSSocket, X509Certificate[]>();
+
+/** The verified peer chain, leaf first, up to the trust anchor from the server's CA list. */
+function peerChain(socket: TLSSocket): X509Certificate[] {
+  let chain = chains.get(socket);
+  if (!chain) {
+    chain = readPeerChain(socket);
+    chains.set(socket, chain);
+  }
+  return chain;
+}
+
+function readPeerChain(socket: TLSSocket): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  const seen = new Set<string>();
+  let c = socket.getPeerCertificate(true);
+  while (c?.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    out.push(new X509Certificate(c.raw));
+    c = c.issuerCertificate;
+  }
+  return out;
+}
+
+function issuedBy(cert: X509Certificate, ca: X509Certificate): boolean {
+  if (cert.raw.equals(ca.raw)) return true;
+  try {
+    return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+function sameCa(a: X509Certificate, b: X509Certificate): boolean {
+  return (
+    a.raw.equals(b.raw) ||
+    (a.subject === b.subject &&
+      a.publicKey
+        .export({ format: 'der', type: 'spki' })
+        .equals(b.publicKey.export({ format: 'der', type: 'spki' })))
+  );
+}
+
+function readCas(variable: string, file: string): X509Certificate[] {
+  const cas = parsePemCertificates(fs.readFileSync(file, 'utf8'));
+  if (cas.length === 0) throw new Error(`${variable} ${file} holds no certificate`);
+  return cas;
 }
 
 function addressMatcher(entries: readonly string[]): (address: string | undefined) => boolean {

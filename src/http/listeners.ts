@@ -1,5 +1,5 @@
 // The two listeners: the API (HTTPS, client certificate required and verified during the
-// handshake) and the admin listener (plain HTTP, loopback by default).
+// handshake) and the admin listener (loopback by default; HTTPS when ADMIN_TLS_* is set).
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -32,6 +32,8 @@ export interface ApiTlsFiles {
   clientCaFile: string;
   /** Proxy mode: the handshake accepts connections without a client certificate (see clientCertificate.ts). */
   allowConnectionsWithoutCertificate: boolean;
+  /** Proxy mode: PROXY_CA_FILE, trusted in the handshake beside the client CAs (for the proxy's certificate). */
+  proxyCaFile?: string | undefined;
 }
 
 export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.Server {
@@ -39,7 +41,10 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
     {
       cert: fs.readFileSync(tls.certFile),
       key: fs.readFileSync(tls.keyFile),
-      ca: fs.readFileSync(tls.clientCaFile),
+      ca: [
+        fs.readFileSync(tls.clientCaFile),
+        ...(tls.proxyCaFile ? [fs.readFileSync(tls.proxyCaFile)] : []),
+      ],
       requestCert: true,
       rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
       ...API_TLS_OPTIONS,
@@ -50,8 +55,23 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
   return server;
 }
 
-export function createAdminServer(app: RequestListener): http.Server {
-  const server = http.createServer(app);
+/** Plain HTTP, or HTTPS (server authentication only) when ADMIN_TLS_* files are given. */
+export function createAdminServer(
+  app: RequestListener,
+  tls?: { certFile: string; keyFile: string },
+): http.Server {
+  const server = tls
+    ? https.createServer(
+        {
+          cert: fs.readFileSync(tls.certFile),
+          key: fs.readFileSync(tls.keyFile),
+          minVersion: 'TLSv1.2',
+          ciphers: CIPHERS,
+          honorCipherOrder: true,
+        },
+        app,
+      )
+    : http.createServer(app);
   tuneTimeouts(server);
   return server;
 }

@@ -69,7 +69,7 @@ export async function startTestServer(
   });
   return {
     url: `https://127.0.0.1:${server.apiPort}`,
-    adminUrl: `http://127.0.0.1:${server.adminPort}`,
+    adminUrl: `${config.http.adminTls ? 'https' : 'http'}://127.0.0.1:${server.adminPort}`,
     config,
     server,
     stop: () => server.stop(),

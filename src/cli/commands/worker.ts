@@ -22,6 +22,7 @@ export async function worker(): Promise<void> {
   const metrics = createMetrics();
   const services = buildServices(config, db, logger, undefined, metrics);
   registerCollectedGauges(metrics, { knex: db.knex });
+  await services.keys.sealPlaintextKeys();
   await services.keys.ensureActiveKey();
   await services.keys.watch(db.notifier);
 
@@ -32,8 +33,9 @@ export async function worker(): Promise<void> {
       routers: [metricsRouter(metrics)],
       metrics,
     }),
+    config.http.adminTls,
   );
-  const bound = await listen(admin, config.http.host, config.http.adminPort).catch(
+  const bound = await listen(admin, config.http.adminHost, config.http.adminPort).catch(
     async (err: unknown) => {
       await services.signer.close();
       await db.close().catch(() => {});
@@ -51,7 +53,11 @@ export async function worker(): Promise<void> {
   if (config.push.concurrency === 0)
     logger.warn('PUSH_CONCURRENCY=0: this worker publishes the outbox only, it pushes nothing');
   logger.info(
-    { admin: `http://${config.http.host}:${bound.port}`, database: db.kind, worker: push.worker },
+    {
+      admin: `${config.http.adminTls ? 'https' : 'http'}://${config.http.adminHost}:${bound.port}`,
+      database: db.kind,
+      worker: push.worker,
+    },
     'ob-events worker running',
   );
 

@@ -101,7 +101,13 @@ export class SigningKeysStore {
         await trx(SIGNING_KEYS)
           .where({ status: 'active' })
           .whereNot({ kid: key.kid })
-          .update({ status: 'retiring', retiring_since: trx.fn.now(), retire_after: retireAfter });
+          // A retiring key only verifies: its private half is erased, not kept at rest.
+          .update({
+            status: 'retiring',
+            retiring_since: trx.fn.now(),
+            retire_after: retireAfter,
+            private_key: null,
+          });
         await trx(SIGNING_KEYS)
           .insert({
             kid: key.kid,
@@ -125,6 +131,17 @@ export class SigningKeysStore {
       if ((err as { code?: string }).code === '23505') return false; // unique: someone else activated one
       throw err;
     }
+  }
+
+  /**
+   * Replaces a stored private key (sealing a plaintext one) only if it is still `expected`, so
+   * two replicas sealing at the same time cannot overwrite each other. True when replaced.
+   */
+  async replacePrivateKey(kid: string, expected: string, replacement: string): Promise<boolean> {
+    const n = await this.knex<SigningKeyRow>(SIGNING_KEYS)
+      .where({ kid, private_key: expected })
+      .update({ private_key: replacement });
+    return n === 1;
   }
 
   /**

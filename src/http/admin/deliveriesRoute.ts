@@ -9,19 +9,20 @@
 //      → {"jti": ..., "status": "due"}: pushed again now with a fresh series of attempts, and the
 //      client's circuit breaker closed. The jti travels in the signed body, so a signature
 //      cannot be replayed against another SET. Unknown jti: 404; not pending or no CallbackUrl: 409.
-import express, { Router, type Request } from 'express';
+import { Router } from 'express';
 import type { Knex } from 'knex';
 import type { Clock } from '../../clock.js';
 import { CHANNELS, notify } from '../../db/notifier.js';
 import { DELIVERY_STATES, PushStore, type DeliveryStateFilter } from '../../db/stores/pushStore.js';
 import { AppError, detail, invalid } from '../../errors.js';
 import { decodeUtf8 } from '../strictJson.js';
-import { requireAdminSignature } from './hmacAuth.js';
+import { adminSignatureSteps, type AdminReplayCache } from './hmacAuth.js';
 
 export interface AdminDeliveriesDeps {
   knex: Knex;
   adminApiSecret: string | undefined;
   clock: Clock;
+  replays: AdminReplayCache;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -32,16 +33,10 @@ export const MAX_LIST = 1000;
 export function adminDeliveriesRouter(deps: AdminDeliveriesDeps): Router {
   const store = PushStore.create(deps.knex);
   const router = Router();
-  const rawBody = [
-    express.raw({ type: () => true, limit: '16kb' }),
-    (req: Request, _res: unknown, next: () => void) => {
-      (req as { rawBody?: Buffer }).rawBody = Buffer.isBuffer(req.body)
-        ? req.body
-        : Buffer.alloc(0);
-      next();
-    },
-    requireAdminSignature(deps.adminApiSecret, deps.clock),
-  ];
+  const rawBody = adminSignatureSteps(
+    { secret: deps.adminApiSecret, clock: deps.clock, replays: deps.replays },
+    16 * 1024,
+  );
 
   router.get('/admin/v1/deliveries', ...rawBody, async (req, res) => {
     const filter = parseListQuery(req.query as Record<string, unknown>);

@@ -3,14 +3,14 @@
 // {"results": [{"status":"created","jti":...} | {"status":"duplicate","jti":...} |
 //              {"status":"skipped","jti":null,"reason":...}]}.
 // The batch is validated whole first: one bad event is a 400 naming it, and nothing is published.
-import express, { Router } from 'express';
+import { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import { parseEventInput, type EventInput } from '../../domain/eventInput.js';
 import type { EventTypeCatalog } from '../../domain/eventTypes.js';
 import type { Publisher } from '../../domain/publishing.js';
 import { AppError, detail, type ErrorDetail } from '../../errors.js';
 import { parseJsonBytes } from '../strictJson.js';
-import { requireAdminSignature } from './hmacAuth.js';
+import { adminSignatureSteps, type AdminReplayCache } from './hmacAuth.js';
 
 export const MAX_BATCH = 1000;
 
@@ -18,20 +18,20 @@ export interface AdminEventsDeps {
   publisher: Publisher;
   adminApiSecret: string | undefined;
   clock: Clock;
+  replays: AdminReplayCache;
 }
+
+/** 1,000 events of a few KB each; only read once the signature header has passed its checks. */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export function adminEventsRouter(deps: AdminEventsDeps): Router {
   const router = Router();
   router.post(
     '/admin/v1/events',
-    express.raw({ type: () => true, limit: '4mb' }),
-    (req, _res, next) => {
-      (req as { rawBody?: Buffer }).rawBody = Buffer.isBuffer(req.body)
-        ? req.body
-        : Buffer.alloc(0);
-      next();
-    },
-    requireAdminSignature(deps.adminApiSecret, deps.clock),
+    ...adminSignatureSteps(
+      { secret: deps.adminApiSecret, clock: deps.clock, replays: deps.replays },
+      MAX_BODY_BYTES,
+    ),
     async (req, res) => {
       if (!req.is('application/json'))
         throw new AppError('unsupported_media_type', 'send application/json');

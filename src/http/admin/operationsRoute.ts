@@ -13,7 +13,7 @@
 // POST /admin/v1/dead-letters/retry       {"jti"}         → as replay
 // POST /admin/v1/dead-letters/purge       {"jti"}         → {"jti","status":"purged"}
 // GET  /admin/v1/audit?client_id=&before=&limit=          → {"entries": [...], "next": id | null}
-import express, { Router, type Request, type RequestHandler } from 'express';
+import { Router, type Request } from 'express';
 import type { Clock } from '../../clock.js';
 import {
   parseClientId,
@@ -23,12 +23,14 @@ import {
   type Operations,
 } from '../../domain/operations.js';
 import { invalid } from '../../errors.js';
-import { requireAdminSignature } from './hmacAuth.js';
+import { adminSignatureSteps, type AdminReplayCache } from './hmacAuth.js';
 
 export interface AdminOperationsDeps {
   operations: Operations;
   adminApiSecret: string | undefined;
   clock: Clock;
+  /** Admin MACs already accepted (admin_request_macs): a captured request cannot be replayed. */
+  replays: AdminReplayCache;
 }
 
 const MAX_PAGE = 1000;
@@ -36,16 +38,10 @@ const MAX_PAGE = 1000;
 export function adminOperationsRouter(deps: AdminOperationsDeps): Router {
   const ops = deps.operations;
   const router = Router();
-  const signed: RequestHandler[] = [
-    express.raw({ type: () => true, limit: '16kb' }),
-    (req, _res, next) => {
-      (req as { rawBody?: Buffer }).rawBody = Buffer.isBuffer(req.body)
-        ? req.body
-        : Buffer.alloc(0);
-      next();
-    },
-    requireAdminSignature(deps.adminApiSecret, deps.clock),
-  ];
+  const signed = adminSignatureSteps(
+    { secret: deps.adminApiSecret, clock: deps.clock, replays: deps.replays },
+    16 * 1024,
+  );
 
   router.get('/admin/v1/deliveries/history', ...signed, async (req, res) => {
     const q = query(req, ['client_id', 'since', 'before', 'limit']);

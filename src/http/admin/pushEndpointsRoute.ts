@@ -8,33 +8,29 @@
 //      → {"client_id": ..., "enabled": true, "was_disabled": bool}: push to the client again
 //      (breaker reset, waiting SETs due now). The client id travels in the signed body.
 //      Unknown client: 404.
-import express, { Router, type Request } from 'express';
+import { Router } from 'express';
 import type { Knex } from 'knex';
 import type { Clock } from '../../clock.js';
 import { enablePush, listPushEndpoints } from '../../domain/pushEndpoints.js';
 import { AppError, detail, invalid } from '../../errors.js';
-import { requireAdminSignature } from './hmacAuth.js';
+import { adminSignatureSteps, type AdminReplayCache } from './hmacAuth.js';
 
 export interface AdminPushEndpointsDeps {
   knex: Knex;
   adminApiSecret: string | undefined;
   clock: Clock;
+  /** Admin MACs already accepted (admin_request_macs): a captured request cannot be replayed. */
+  replays: AdminReplayCache;
 }
 
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function adminPushEndpointsRouter(deps: AdminPushEndpointsDeps): Router {
   const router = Router();
-  const rawBody = [
-    express.raw({ type: () => true, limit: '16kb' }),
-    (req: Request, _res: unknown, next: () => void) => {
-      (req as { rawBody?: Buffer }).rawBody = Buffer.isBuffer(req.body)
-        ? req.body
-        : Buffer.alloc(0);
-      next();
-    },
-    requireAdminSignature(deps.adminApiSecret, deps.clock),
-  ];
+  const rawBody = adminSignatureSteps(
+    { secret: deps.adminApiSecret, clock: deps.clock, replays: deps.replays },
+    16 * 1024,
+  );
 
   router.get('/admin/v1/push/endpoints', ...rawBody, async (req, res) => {
     const query = req.query as Record<string, unknown>;

@@ -15,6 +15,7 @@ import { loadOpenApiDocument, openApiRouter } from '../openapi.js';
 import { documentFor } from '../openapiDocuments.js';
 import { publicJwksRouter } from './publicJwks.js';
 import { adminPushEndpointsRouter } from '../admin/pushEndpointsRoute.js';
+import { AdminRequestMacsStore } from '../../db/stores/adminRequestMacsStore.js';
 import { discoveryRouter } from './discovery.js';
 import { obieApiRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
@@ -49,21 +50,25 @@ export function apiRouters(deps: RouteDeps): Router[] {
 
 /** The admin listener (bank side): metrics, publishing, deliveries. Health is built in. */
 export function adminRouters(deps: RouteDeps): Router[] {
+  const replays = AdminRequestMacsStore.create(deps.services.db.knex);
   return [
     adminEventsRouter({
       publisher: deps.services.publisher,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
     adminDeliveriesRouter({
       knex: deps.services.db.knex,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
     adminOperationsRouter({
       operations: deps.services.operations,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
     consoleRouter({
       operations: deps.services.operations,
@@ -77,6 +82,7 @@ export function adminRouters(deps: RouteDeps): Router[] {
       knex: deps.services.db.knex,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
+      replays,
     }),
   ];
 }
