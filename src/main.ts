@@ -1,6 +1,7 @@
 // The one place that wires dependencies: database, keys, services, listeners and workers.
 // startServer() returns the bound addresses and a stop() that shuts down in order; tests call it
 // with port 0 and their own config, so two servers can run side by side.
+import fs from 'node:fs';
 import type http from 'node:http';
 import type https from 'node:https';
 import { systemClock, type Clock } from './clock.js';
@@ -12,7 +13,8 @@ import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
 import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
-import { Clients } from './domain/clients.js';
+import { Clients, validatePublicJwks } from './domain/clients.js';
+import { RemoteJwks } from './net/remoteJwks.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
@@ -63,7 +65,18 @@ export function buildServices(
   clock: Clock = systemClock,
   metrics?: Metrics,
 ): Services {
-  const clients = new Clients({ store: ClientsStore.create(db.knex), knex: db.knex, clock });
+  const clients = new Clients({
+    store: ClientsStore.create(db.knex),
+    knex: db.knex,
+    clock,
+    remoteJwks: new RemoteJwks({
+      allowPrivate: config.subscriptions.callbackAllowPrivateNetworks,
+      ca: config.push.caFile ? fs.readFileSync(config.push.caFile) : undefined,
+      clock,
+      validate: validatePublicJwks,
+    }),
+    logger,
+  });
   const keys = new KeyRing({
     store: SigningKeysStore.create(db.knex),
     knex: db.knex,

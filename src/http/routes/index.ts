@@ -6,6 +6,7 @@ import type { Config } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
+import { adminClientsRouter } from '../admin/clientsRoute.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
@@ -56,6 +57,11 @@ export function adminRouters(deps: RouteDeps): Router[] {
     }),
     adminDeliveriesRouter({
       knex: deps.services.db.knex,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+    }),
+    adminClientsRouter({
+      clients: deps.services.clients,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
     }),
