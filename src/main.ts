@@ -25,6 +25,9 @@ import { ResponseSigner } from './domain/responseSigner.js';
 import { KeyRing } from './domain/signingKeys.js';
 import { Subscriptions } from './domain/subscriptions.js';
 import { Tokens } from './domain/tokens.js';
+import { BankAccessTokens } from './domain/bankAccessTokens.js';
+import type { AccessTokenVerifier } from './http/auth/accessToken.js';
+import { AuthServer } from './net/authServer.js';
 import { createAdminApp, type Readiness } from './http/adminApp.js';
 import { createApiApp } from './http/apiApp.js';
 import { proxyCertificateOptions } from './http/clientCertificate.js';
@@ -48,6 +51,8 @@ export interface Services {
   clients: Clients;
   keys: KeyRing;
   tokens: Tokens;
+  /** Who checks access tokens: `tokens` (our own /token), or the bank's AS (AUTH_ISSUER_URL). */
+  accessTokens: AccessTokenVerifier;
   signer: SetSigner;
   publisher: Publisher;
   longPolls: LongPollHub;
@@ -139,8 +144,18 @@ export function buildServices(
     tan: config.subscriptions.trustAnchor,
     clock,
   });
+  const accessTokens: AccessTokenVerifier = config.authServer
+    ? new BankAccessTokens({
+        authServer: new AuthServer(config.authServer, clock),
+        clients,
+        config: config.authServer,
+        clockToleranceSeconds: config.auth.clockToleranceSeconds,
+        clock,
+        logger,
+      })
+    : tokens;
   return {
-    ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
+    ...{ db, clients, keys, tokens, accessTokens, signer, publisher, longPolls, polling },
     ...{ subscriptions, requestSignatures, responseSigner },
   };
 }
@@ -248,6 +263,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         admin: `http://${config.http.host}:${admin.port}`,
         publicUrl: config.http.publicUrl,
         database: db.kind,
+        tokens: config.authServer ? `bank AS ${config.authServer.issuer}` : 'own /token',
       },
       'ob-events listening',
     );

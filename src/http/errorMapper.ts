@@ -82,6 +82,7 @@ export function sendAppError(res: Response, err: AppError): void {
   const status = STATUS[err.kind];
   if (err.internalReason) ctx?.log.info({ reason: err.internalReason, status }, err.message);
   if (err.kind === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow);
+  if (err.kind === 'unavailable') res.setHeader('Retry-After', '5');
   if (err instanceof UnauthenticatedError) {
     res.setHeader('WWW-Authenticate', `Bearer error="${err.bearerError}"`);
     res.status(401).end();

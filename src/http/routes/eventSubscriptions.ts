@@ -12,8 +12,11 @@ import type { Config } from '../../config.js';
 import type { StoredSubscription, Subscriptions } from '../../domain/subscriptions.js';
 import type { RequestSignatures } from '../../domain/requestSignatures.js';
 import type { ResponseSigner } from '../../domain/responseSigner.js';
-import type { Tokens } from '../../domain/tokens.js';
-import { requireAccessToken, SUBSCRIPTION_SCOPES } from '../auth/accessToken.js';
+import {
+  requireAccessToken,
+  SUBSCRIPTION_SCOPES,
+  type AccessTokenVerifier,
+} from '../auth/accessToken.js';
 import { requestContext } from '../context.js';
 import { sendPreparedJson } from '../jsonBytes.js';
 import { rawBody } from '../openapi.js';
@@ -33,7 +36,7 @@ type ItemPath = operations['ChangeEventSubscriptionsEventSubscriptionId']['param
 export interface EventSubscriptionsDeps {
   config: Config;
   services: {
-    tokens: Tokens;
+    accessTokens: AccessTokenVerifier;
     subscriptions: Subscriptions;
     requestSignatures: RequestSignatures;
     responseSigner: ResponseSigner;

@@ -35,7 +35,8 @@ export function apiRouters(deps: RouteDeps): Router[] {
       validateResponses: deps.config.http.validateResponses,
     }),
     discoveryRouter(deps),
-    tokenRouter(deps),
+    // Resource-server mode: the bank's AS issues the tokens; our /token is a 404.
+    ...(deps.config.authServer ? [] : [tokenRouter(deps)]),
     eventSubscriptionsRouter(deps),
     eventsRouter({ ...deps, polling: deps.services.polling }),
   ];
