@@ -100,7 +100,12 @@ export async function startBankAs(opts: StartBankAsOptions): Promise<BankAs> {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      // ob-events (a confidential client) may introspect any TPP's token.
+      introspection: {
+        enabled: true,
+        allowedPolicy: (_ctx: unknown, client: { clientAuthMethod: string }) =>
+          client.clientAuthMethod !== 'none',
+      },
       revocation: { enabled: true },
       mTLS: {
         enabled: true,

@@ -313,6 +313,8 @@ describe('resource-server mode with the bank authorization server', () => {
       body: 'grant_type=client_credentials',
     });
     expect(token.status).toBe(404);
+    const bare = await call(jwtTpp.agent, `${server.url}/token`, { method: 'POST' });
+    expect(bare.status).toBe(404);
     const discovery = await call(jwtTpp.agent, `${server.url}/.well-known/openid-configuration`);
     expect(discovery.status).toBe(404);
     expect((await call(jwtTpp.agent, `${server.url}/jwks`)).status).toBe(200);

@@ -8,7 +8,7 @@ import { CLIENT_CREDENTIALS } from '../../domain/tokens.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
 
-const METADATA_PATHS = [
+export const METADATA_PATHS = [
   '/.well-known/openid-configuration',
   '/.well-known/oauth-authorization-server',
 ];

@@ -11,7 +11,8 @@ import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
 import { authenticateApiRequests } from '../auth/accessToken.js';
 import { loadOpenApiDocument, OPENAPI_PATH, openApiRouter } from '../openapi.js';
-import { discoveryRouter } from './discovery.js';
+import { notFoundHandler } from '../errorMapper.js';
+import { discoveryRouter, METADATA_PATHS } from './discovery.js';
 import { eventSubscriptionsRouter } from './eventSubscriptions.js';
 import { eventsRouter } from './events.js';
 import { tokenRouter } from './token.js';
@@ -29,6 +30,8 @@ export function apiRouters(deps: RouteDeps): Router[] {
   return [
     // First the caller: an access token on every /open-banking/v3.1/* request but the document.
     authenticateRouter(deps),
+    // Resource-server mode: our /token and metadata are 404, before the API definition is checked.
+    ...(deps.config.authServer ? [notOurs()] : []),
     // Then every request below is checked against openapi/openapi.yaml.
     openApiRouter({
       openApi: loadOpenApiDocument(),
@@ -40,6 +43,12 @@ export function apiRouters(deps: RouteDeps): Router[] {
     eventSubscriptionsRouter(deps),
     eventsRouter({ ...deps, polling: deps.services.polling }),
   ];
+}
+
+function notOurs(): Router {
+  const router = Router();
+  router.all(['/token', ...METADATA_PATHS], notFoundHandler);
+  return router;
 }
 
 function authenticateRouter(deps: RouteDeps): Router {
