@@ -1,5 +1,6 @@
 // `ob-events clients add|list|show|update|revoke|delete`.
 import { clientView } from '../../domain/clientView.js';
+import { CliError } from '../index.js';
 import { printJson, withServices } from '../context.js';
 import { readJsonFile } from '../files.js';
 
@@ -15,6 +16,9 @@ export interface ClientsAddOptions {
 }
 
 export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
+  if ((o.jwks === undefined) === (o.jwksUri === undefined)) {
+    throw new CliError('give --jwks FILE or --jwks-uri URL (one of them)');
+  }
   const jwks = o.jwks !== undefined ? readJsonFile(o.jwks) : undefined;
   await withServices(async ({ clients }) => {
     const client = await clients.register({
@@ -36,6 +40,9 @@ export type ClientsUpdateOptions = Omit<ClientsAddOptions, 'clientId' | 'auth'> 
 };
 
 export async function clientsUpdate(id: string, o: ClientsUpdateOptions): Promise<void> {
+  if (o.jwks !== undefined && o.jwksUri !== undefined) {
+    throw new CliError('give --jwks FILE or --jwks-uri URL, not both');
+  }
   const jwks = o.jwks !== undefined ? readJsonFile(o.jwks) : undefined;
   await withServices(async ({ clients }) => {
     const client = await clients.update(id, {
