@@ -12,10 +12,10 @@
 //   certificate on this connection (cnf.x5t#S256, RFC 8705) unless
 //   AUTH_REQUIRE_CERTIFICATE_BINDING=false; the client must be registered and active here.
 //
-// A TPP the bank's AS knows but ob-events does not is refused with 403 and a message saying so
-// (DECISIONS: "refuse, don't provision"): ob-events cannot verify its request signatures or
-// address its SETs until an operator adds it with its signing keys (`clients add` or the admin
-// API), so provisioning it from the token would only make a client that cannot subscribe.
+// A TPP the bank's AS knows but ob-events does not is refused with 403 and a message saying so,
+// not provisioned from the token: ob-events cannot verify its request signatures until an
+// operator adds it with its signing keys (`clients add` or the admin API), so a client made
+// from the token could not subscribe anyway.
 import { createHash, type X509Certificate } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
