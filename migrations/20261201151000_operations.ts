@@ -68,10 +68,10 @@ export async function up(knex: Knex): Promise<void> {
 
     ALTER TABLE event_deliveries DROP CONSTRAINT event_deliveries_resolution_check;
     ALTER TABLE event_deliveries ADD CONSTRAINT event_deliveries_resolution_check
-      CHECK (resolution IN ('ack', 'set_err', 'push_accepted', 'push_rejected', 'subscription_deleted', 'purged'));
+      CHECK (resolution IN ('ack', 'set_err', 'push_accepted', 'push_rejected', 'subscription_deleted', 'client_deleted', 'purged'));
     ALTER TABLE event_deliveries ADD COLUMN replays integer NOT NULL DEFAULT 0;
     COMMENT ON COLUMN event_deliveries.replays IS 'How many times an operator made the SET pending again after it was resolved (replay).';
-    COMMENT ON COLUMN event_deliveries.resolution IS 'How it left pending: ack, set_err, push_accepted, push_rejected, subscription_deleted, purged (an operator removed it from the dead letters).';
+    COMMENT ON COLUMN event_deliveries.resolution IS 'How it left pending: ack, set_err, push_accepted, push_rejected, subscription_deleted, client_deleted, purged (an operator removed it from the dead letters).';
   `);
 }
 
@@ -81,7 +81,7 @@ export async function down(knex: Knex): Promise<void> {
     ALTER TABLE event_deliveries DROP COLUMN replays;
     ALTER TABLE event_deliveries DROP CONSTRAINT event_deliveries_resolution_check;
     ALTER TABLE event_deliveries ADD CONSTRAINT event_deliveries_resolution_check
-      CHECK (resolution IN ('ack', 'set_err', 'push_accepted', 'push_rejected', 'subscription_deleted'));
+      CHECK (resolution IN ('ack', 'set_err', 'push_accepted', 'push_rejected', 'subscription_deleted', 'client_deleted'));
     DROP INDEX events_client_jti_idx;
     DROP TABLE operator_sessions;
     DROP TABLE operator_audit;

@@ -10,6 +10,7 @@ import * as metricTotals from './20261201150000_metric_totals.js';
 import * as pushReliability from './20261201110000_push_reliability.js';
 import * as clientTransportIdentity from './20261201120000_client_transport_identity.js';
 import * as adminReplayAndRetiredKeys from './20261201122000_admin_replay_and_retired_keys.js';
+import * as clientLifecycle from './20261201140000_client_lifecycle.js';
 
 export interface Migration {
   name: string;
@@ -25,6 +26,7 @@ export const migrations: readonly Migration[] = [
   clientTransportIdentity,
   adminReplayAndRetiredKeys,
   subscriptionApiVersion,
+  clientLifecycle,
   metricTotals,
   operations,
 ];

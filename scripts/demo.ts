@@ -383,7 +383,11 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-main().then(
+// --with-bank-as: the same kind of walk-through beside a bank's own authorization server.
+(process.argv.includes('--with-bank-as')
+  ? import('./demoBankAs.js').then((m) => m.bankAsDemo())
+  : main()
+).then(
   (ok) => {
     process.exitCode = ok ? 0 : 1;
     // Everything is closed; should a stray handle remain, do not hang CI over it.

@@ -99,6 +99,9 @@ function isAddressOrCidr(v: string): boolean {
   }
 }
 
+/** Signature algorithms a bank's access tokens may use (AUTH_ACCESS_TOKEN_ALGS pins some). */
+const ACCESS_TOKEN_ALGS = ['PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'RS256', 'EdDSA'];
+
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
   error: 'must be one of fatal, error, warn, info, debug, trace, silent',
 });
@@ -199,6 +202,48 @@ const envSchema = z.object({
     .default(0.8),
   PUSH_DISABLE_AFTER_SECONDS: int(0, 31_536_000).default(86_400),
   PUSH_WORKER_TIMEOUT_SECONDS: int(1, 3_600).default(30),
+
+  // Resource-server mode (README "Deploying beside your authorization server").
+  AUTH_ISSUER_URL: z
+    .string()
+    .refine(
+      (v) => {
+        try {
+          const u = new URL(v);
+          return u.protocol === 'https:' && u.search === '' && u.hash === '';
+        } catch {
+          return false;
+        }
+      },
+      { error: 'must be an absolute https URL without a query or fragment' },
+    )
+    .optional(),
+  AUTH_CA_FILE: nonEmpty.optional(),
+  AUTH_AUDIENCE: nonEmpty.optional(),
+  AUTH_ACCESS_TOKEN_ALGS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    )
+    .refine((list) => list.length > 0 && list.every((a) => ACCESS_TOKEN_ALGS.includes(a)), {
+      error: `must be a comma-separated list of ${ACCESS_TOKEN_ALGS.join(', ')}`,
+    })
+    .default(['PS256', 'ES256']),
+  AUTH_CLIENT_ID_CLAIM: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: 'must be a claim name' })
+    .default('client_id'),
+  AUTH_REQUIRE_CERTIFICATE_BINDING: bool.default(true),
+  AUTH_INTROSPECTION_CLIENT_ID: nonEmpty.optional(),
+  AUTH_INTROSPECTION_CLIENT_SECRET: nonEmpty.optional(),
+  AUTH_INTROSPECTION_KEY_FILE: nonEmpty.optional(),
+  AUTH_INTROSPECTION_KEY_KID: nonEmpty.optional(),
+  AUTH_INTROSPECTION_CERT_FILE: nonEmpty.optional(),
+  AUTH_INTROSPECTION_CERT_KEY_FILE: nonEmpty.optional(),
+  AUTH_INTROSPECTION_CACHE_SECONDS: int(0, 3_600).default(30),
 
   LOG_LEVEL: logLevel.default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
@@ -324,8 +369,31 @@ export interface Config {
    * share, the limit divided by `replicas` (src/http/rateLimits.ts).
    */
   rateLimits: { tokensPerMinute: number; apiPerSecond: number; replicas: number };
+  /** Resource-server mode: the bank's authorization server issues the tokens (AUTH_ISSUER_URL). */
+  authServer: AuthServerConfig | undefined;
   /** Which settings fell back to development defaults (reported loudly at start-up). */
   developmentDefaults: string[];
+}
+
+export interface AuthServerConfig {
+  issuer: string;
+  caFile: string | undefined;
+  audience: string;
+  algorithms: string[];
+  clientIdClaim: string;
+  requireCertificateBinding: boolean;
+  introspection: {
+    /** How ob-events authenticates to the introspection endpoint; none: opaque tokens refused. */
+    method: 'client_secret_basic' | 'private_key_jwt' | 'tls_client_auth' | 'none';
+    clientId: string | undefined;
+    clientSecret: string | undefined;
+    keyFile: string | undefined;
+    keyKid: string | undefined;
+    /** Client certificate for mTLS to the AS (tls_client_auth, or alongside another method). */
+    certFile: string | undefined;
+    certKeyFile: string | undefined;
+    cacheSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -459,7 +527,42 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       apiPerSecond: e.RATE_LIMIT_API_PER_SECOND,
       replicas: e.RATE_LIMIT_REPLICAS,
     },
+    authServer: authServerConfig(e, resolve, e.PUBLIC_URL ?? `https://localhost:${e.PORT}`),
     developmentDefaults,
+  };
+}
+
+function authServerConfig(
+  e: z.infer<typeof envSchema>,
+  resolve: (p: string) => string,
+  publicUrl: string,
+): AuthServerConfig | undefined {
+  if (e.AUTH_ISSUER_URL === undefined) return undefined;
+  const method = e.AUTH_INTROSPECTION_CLIENT_SECRET
+    ? 'client_secret_basic'
+    : e.AUTH_INTROSPECTION_KEY_FILE
+      ? 'private_key_jwt'
+      : e.AUTH_INTROSPECTION_CERT_FILE
+        ? 'tls_client_auth'
+        : 'none';
+  const file = (v: string | undefined) => (v ? resolve(v) : undefined);
+  return {
+    issuer: e.AUTH_ISSUER_URL,
+    caFile: file(e.AUTH_CA_FILE),
+    audience: e.AUTH_AUDIENCE ?? publicUrl,
+    algorithms: e.AUTH_ACCESS_TOKEN_ALGS,
+    clientIdClaim: e.AUTH_CLIENT_ID_CLAIM,
+    requireCertificateBinding: e.AUTH_REQUIRE_CERTIFICATE_BINDING,
+    introspection: {
+      method,
+      clientId: e.AUTH_INTROSPECTION_CLIENT_ID,
+      clientSecret: e.AUTH_INTROSPECTION_CLIENT_SECRET,
+      keyFile: file(e.AUTH_INTROSPECTION_KEY_FILE),
+      keyKid: e.AUTH_INTROSPECTION_KEY_KID,
+      certFile: file(e.AUTH_INTROSPECTION_CERT_FILE),
+      certKeyFile: file(e.AUTH_INTROSPECTION_CERT_KEY_FILE),
+      cacheSeconds: e.AUTH_INTROSPECTION_CACHE_SECONDS,
+    },
   };
 }
 
@@ -550,6 +653,7 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
       'a non-loopback admin listener needs ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE in production',
     );
   }
+  checkAuthServer(e, env);
   if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {
     throw new ConfigError(
       'TRUSTED_PROXIES',
@@ -568,5 +672,46 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
       'TRUSTED_PROXIES',
       `${tooWide} is too wide: list the proxies' addresses (IPv4 ranges of /8 or narrower, IPv6 of /32 or narrower)`,
     );
+  }
+}
+
+/** Resource-server settings: only with AUTH_ISSUER_URL, and each method's parts together. */
+function checkAuthServer(e: z.infer<typeof envSchema>, env: Env): void {
+  const names = Object.keys(env).filter((k) => k.startsWith('AUTH_') && k !== 'AUTH_ISSUER_URL');
+  if (e.AUTH_ISSUER_URL === undefined) {
+    const stray = names.find((k) => k in envSchema.shape);
+    if (stray) throw new ConfigError(stray, 'only means something with AUTH_ISSUER_URL set');
+    return;
+  }
+  const needsId = e.AUTH_INTROSPECTION_CLIENT_SECRET ?? e.AUTH_INTROSPECTION_KEY_FILE;
+  if (needsId !== undefined && e.AUTH_INTROSPECTION_CLIENT_ID === undefined) {
+    throw new ConfigError(
+      'AUTH_INTROSPECTION_CLIENT_ID',
+      'is needed with AUTH_INTROSPECTION_CLIENT_SECRET or AUTH_INTROSPECTION_KEY_FILE',
+    );
+  }
+  if (e.AUTH_INTROSPECTION_CLIENT_SECRET && e.AUTH_INTROSPECTION_KEY_FILE) {
+    throw new ConfigError(
+      'AUTH_INTROSPECTION_KEY_FILE',
+      'give AUTH_INTROSPECTION_CLIENT_SECRET or AUTH_INTROSPECTION_KEY_FILE, not both',
+    );
+  }
+  if (
+    (e.AUTH_INTROSPECTION_CERT_FILE === undefined) !==
+    (e.AUTH_INTROSPECTION_CERT_KEY_FILE === undefined)
+  ) {
+    throw new ConfigError(
+      e.AUTH_INTROSPECTION_CERT_FILE === undefined
+        ? 'AUTH_INTROSPECTION_CERT_FILE'
+        : 'AUTH_INTROSPECTION_CERT_KEY_FILE',
+      'AUTH_INTROSPECTION_CERT_FILE and AUTH_INTROSPECTION_CERT_KEY_FILE must be set together',
+    );
+  }
+  if (
+    e.AUTH_INTROSPECTION_CERT_FILE !== undefined &&
+    needsId === undefined &&
+    e.AUTH_INTROSPECTION_CLIENT_ID === undefined
+  ) {
+    throw new ConfigError('AUTH_INTROSPECTION_CLIENT_ID', 'is needed for tls_client_auth');
   }
 }

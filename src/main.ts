@@ -13,8 +13,9 @@ import { AssertionJtisStore } from './db/stores/assertionJtisStore.js';
 import { ClientsStore } from './db/stores/clientsStore.js';
 import { SigningKeysStore } from './db/stores/signingKeysStore.js';
 import { SubscriptionsStore } from './db/stores/subscriptionsStore.js';
-import { Clients, withoutTransportIdentity } from './domain/clients.js';
+import { Clients, validatePublicJwks, withoutTransportIdentity } from './domain/clients.js';
 import { EventTypeCatalog } from './domain/eventTypes.js';
+import { RemoteJwks } from './net/remoteJwks.js';
 import { createSetSigner, type SetSigner } from './crypto/setSigner.js';
 import { DeliveriesStore } from './db/stores/deliveriesStore.js';
 import { LongPollHub } from './domain/longPoll.js';
@@ -29,6 +30,9 @@ import { ResponseSigner } from './domain/responseSigner.js';
 import { KeyRing } from './domain/signingKeys.js';
 import { Subscriptions } from './domain/subscriptions.js';
 import { Tokens } from './domain/tokens.js';
+import { BankAccessTokens } from './domain/bankAccessTokens.js';
+import type { AccessTokenVerifier } from './http/auth/accessToken.js';
+import { AuthServer } from './net/authServer.js';
 // Type-only: the listeners, metrics and workers load in serverModules() (bottom of the file).
 import type { Readiness } from './http/adminApp.js';
 import type { Logger } from './logger.js';
@@ -41,6 +45,8 @@ export interface Services {
   clients: Clients;
   keys: KeyRing;
   tokens: Tokens;
+  /** Who checks access tokens: `tokens` (our own /token), or the bank's AS (AUTH_ISSUER_URL). */
+  accessTokens: AccessTokenVerifier;
   signer: SetSigner;
   publisher: Publisher;
   longPolls: LongPollHub;
@@ -71,6 +77,13 @@ export function buildServices(
       requireTransportIdentity: config.mode === 'production',
       maxJwksKeys: config.clients.maxJwksKeys,
     },
+    remoteJwks: new RemoteJwks({
+      allowPrivate: config.subscriptions.callbackAllowPrivateNetworks,
+      ca: config.push.caFile ? fs.readFileSync(config.push.caFile) : undefined,
+      clock,
+      validate: validatePublicJwks,
+    }),
+    logger,
   });
   const keys = new KeyRing({
     store: SigningKeysStore.create(db.knex),
@@ -145,6 +158,16 @@ export function buildServices(
     tan: config.subscriptions.trustAnchor,
     clock,
   });
+  const accessTokens: AccessTokenVerifier = config.authServer
+    ? new BankAccessTokens({
+        authServer: new AuthServer(config.authServer, clock),
+        clients,
+        config: config.authServer,
+        clockToleranceSeconds: config.auth.clockToleranceSeconds,
+        clock,
+        logger,
+      })
+    : tokens;
   const operations = new Operations({ knex: db.knex, keys, config: config.operations });
   const operatorAuth = new OperatorAuth({
     store: OperatorSessionsStore.create(db.knex),
@@ -152,7 +175,7 @@ export function buildServices(
     credential: () => operatorCredential(config.operations),
   });
   return {
-    ...{ db, clients, keys, tokens, signer, publisher, longPolls, polling },
+    ...{ db, clients, keys, tokens, accessTokens, signer, publisher, longPolls, polling },
     ...{ subscriptions, requestSignatures, responseSigner, operations, operatorAuth, eventTypes },
     rateLimits,
   };
@@ -299,6 +322,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         admin: `${config.http.adminTls ? 'https' : 'http'}://${config.http.adminHost}:${admin.port}`,
         publicUrl: config.http.publicUrl,
         database: db.kind,
+        tokens: config.authServer ? `bank AS ${config.authServer.issuer}` : 'own /token',
       },
       'ob-events listening',
     );

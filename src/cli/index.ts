@@ -58,7 +58,8 @@ export function buildProgram(): Command {
     .command('add')
     .description('register a TPP client; prints it as JSON')
     .requiredOption('--client-id <id>', 'OAuth client_id (1-128 of A-Z a-z 0-9 . _ : -)')
-    .requiredOption('--jwks <file>', "the TPP's public JWK Set (JSON file)")
+    .option('--jwks <file>', "the TPP's public JWK Set (JSON file)")
+    .option('--jwks-uri <url>', "or: HTTPS URL of the TPP's public JWK Set (fetched, cached)")
     .addOption(
       new Option('--auth <method>', 'token endpoint auth method')
         .choices(['private_key_jwt', 'tls_client_auth'])
@@ -88,6 +89,35 @@ export function buildProgram(): Command {
     .command('list')
     .description('list registered clients (JSON)')
     .action(async () => (await import('./commands/clients.js')).clientsList());
+  clients
+    .command('show')
+    .description('one client, whatever its status (JSON)')
+    .argument('<id>', 'client id')
+    .action(async (id: string) => (await import('./commands/clients.js')).clientsShow(id));
+  clients
+    .command('update')
+    .description('change a client (keys, DN, scopes, name…); the rest stays; prints it as JSON')
+    .argument('<id>', 'client id')
+    .option('--jwks <file>', 'new public JWK Set (JSON file); replaces a jwks_uri')
+    .option('--jwks-uri <url>', 'new HTTPS URL of its public JWK Set; replaces a stored JWKS')
+    .addOption(
+      new Option('--auth <method>', 'token endpoint auth method').choices([
+        'private_key_jwt',
+        'tls_client_auth',
+      ]),
+    )
+    .option('--tls-subject-dn <dn>', 'RFC 4514 subject DN of the TPP certificate')
+    .option('--scopes <scopes>', 'space-separated scopes (replace the current ones)', collectScopes)
+    .option('--name <name>', 'display name')
+    .option('--signing-iss <iss>', 'expected http://openbanking.org.uk/iss of request signatures')
+    .action(async (id: string, o) => (await import('./commands/clients.js')).clientsUpdate(id, o));
+  clients
+    .command('delete')
+    .description(
+      'delete a client: its tokens stop within 2 s, its subscription and pending SETs go, audit rows stay',
+    )
+    .argument('<id>', 'client id')
+    .action(async (id: string) => (await import('./commands/clients.js')).clientsDelete(id));
   clients
     .command('revoke')
     .description('revoke a client: no new tokens, and its tokens stop working within 2 s')

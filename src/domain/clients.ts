@@ -4,8 +4,10 @@ import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
 import type { Clock } from '../clock.js';
 import { DnSyntaxError, formatDn, parseDn } from '../crypto/distinguishedName.js';
 import { CHANNELS, notify, type Notifier } from '../db/notifier.js';
-import type { AuthMethod, Client, ClientsStore } from '../db/stores/clientsStore.js';
+import type { AuthMethod, Client, ClientsStore, NewClient } from '../db/stores/clientsStore.js';
 import { AppError, invalid } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { RemoteJwks } from '../net/remoteJwks.js';
 import type { Knex } from 'knex';
 
 export const KNOWN_SCOPES = ['accounts', 'payments', 'fundsconfirmations', 'eventpolling'] as const;
@@ -21,7 +23,10 @@ export interface ClientRegistration {
   clientId: string;
   name?: string | undefined;
   authMethod?: string | undefined;
-  jwks: unknown;
+  /** The TPP's public JWK Set; or give `jwksUri`. */
+  jwks?: unknown;
+  /** HTTPS URL of the TPP's public JWK Set (fetched, cached, refetched on an unknown kid). */
+  jwksUri?: string | undefined;
   tlsSubjectDn?: string | undefined;
   /** Pinned transport certificates: x5t#S256 (base64url) or SHA-256 hex, colons allowed. */
   tlsCertThumbprints?: string[] | undefined;
@@ -41,11 +46,25 @@ export const DEFAULT_REGISTRATION_POLICY: RegistrationPolicy = {
   maxJwksKeys: 20,
 };
 
+/** What `clients update` changes; absent members stay. `tlsSubjectDn: null` removes the DN. */
+export interface ClientChanges {
+  name?: string | undefined;
+  authMethod?: string | undefined;
+  jwks?: unknown;
+  jwksUri?: string | undefined;
+  tlsSubjectDn?: string | null | undefined;
+  scopes?: string[] | undefined;
+  signingIss?: string | undefined;
+}
+
 export interface ClientsDeps {
   store: ClientsStore;
   knex: Knex;
   clock: Clock;
   policy?: RegistrationPolicy;
+  /** Fetches the keys of clients registered with a jwks_uri; without it, jwks_uri is refused. */
+  remoteJwks?: RemoteJwks | undefined;
+  logger?: Logger | undefined;
 }
 
 const MAX_THUMBPRINTS = 20;
@@ -55,6 +74,10 @@ export class Clients {
 
   constructor(private readonly deps: ClientsDeps) {}
 
+  private get policy(): RegistrationPolicy {
+    return this.deps.policy ?? DEFAULT_REGISTRATION_POLICY;
+  }
+
   /** Invalidate cached entries when any replica changes a client. */
   async watch(notifier: Notifier): Promise<void> {
     await notifier.listen(CHANNELS.config, (payload) => {
@@ -63,18 +86,104 @@ export class Clients {
     notifier.onResync(() => this.cache.clear());
   }
 
+  /** Registers a new client, or a revoked or deleted one again (with exactly these settings). */
   async register(input: ClientRegistration): Promise<Client> {
-    const client = await validateRegistration(
-      input,
-      this.deps.policy ?? DEFAULT_REGISTRATION_POLICY,
-    );
-    const created = await this.deps.store.insert(client);
-    if (!created) throw new AppError('conflict', `client ${client.clientId} is already registered`);
+    const client = await validateRegistration(input, this.policy, this.deps.remoteJwks);
+    const created = await this.deps.knex.transaction(async (trx) => {
+      const row = await this.deps.store.in(trx).insertOrReactivate(client);
+      if (row) await notify(trx, CHANNELS.config, `client:${client.clientId}`);
+      return row;
+    });
+    if (!created) {
+      throw new AppError(
+        'conflict',
+        `client ${client.clientId} is already registered and active: change it with update`,
+      );
+    }
+    this.cache.delete(client.clientId);
     return created;
   }
 
   list(): Promise<Client[]> {
     return this.deps.store.list();
+  }
+
+  /** One client, whatever its status (deleted ones too: their row is the audit trail). */
+  async show(clientId: string): Promise<Client> {
+    const client = await this.deps.store.find(clientId);
+    if (!client) throw new AppError('not_found', `no client ${clientId}`);
+    return client;
+  }
+
+  /** Changes a client that is not deleted; the new settings apply on every replica within 2 s. */
+  async update(clientId: string, changes: ClientChanges): Promise<Client> {
+    const current = await this.deps.store.find(clientId);
+    if (!current || current.status === 'deleted') {
+      throw new AppError('not_found', `no client ${clientId}`);
+    }
+    if (changes.jwks !== undefined && changes.jwksUri !== undefined) {
+      throw invalid('UK.OBIE.Field.Invalid', 'give jwks or jwks_uri, not both', 'jwks_uri');
+    }
+    const keys =
+      changes.jwks !== undefined
+        ? { jwks: changes.jwks }
+        : changes.jwksUri !== undefined
+          ? { jwksUri: changes.jwksUri }
+          : current.jwksUri !== null
+            ? { jwksUri: current.jwksUri }
+            : { jwks: current.jwks };
+    const dn = changes.tlsSubjectDn === undefined ? current.tlsSubjectDn : changes.tlsSubjectDn;
+    const client = await validateRegistration(
+      {
+        clientId,
+        name: changes.name ?? current.name,
+        authMethod: changes.authMethod ?? current.authMethod,
+        ...keys,
+        tlsSubjectDn: dn ?? undefined,
+        tlsCertThumbprints: current.tlsCertThumbprints,
+        scopes: changes.scopes ?? current.scopes,
+        signingIss: changes.signingIss ?? current.signingIss,
+      },
+      this.policy,
+      this.deps.remoteJwks,
+    );
+    const updated = await this.deps.knex.transaction(async (trx) => {
+      const row = await this.deps.store.in(trx).update(client);
+      if (row) await notify(trx, CHANNELS.config, `client:${clientId}`);
+      return row;
+    });
+    if (!updated) throw new AppError('not_found', `no client ${clientId}`);
+    this.cache.delete(clientId);
+    return updated;
+  }
+
+  /**
+   * Deletes a client: its tokens stop working on every replica within 2 s (as for revoke), its
+   * subscription goes and its pending SETs are discarded, in one transaction. The row stays,
+   * marked deleted, because its events, deliveries and push attempts name it (the audit trail,
+   * removed by retention as usual); the id can be registered again.
+   */
+  async delete(clientId: string): Promise<{ client: Client; discardedSets: number }> {
+    const result = await this.deps.knex.transaction(async (trx) => {
+      const client = await this.deps.store.in(trx).markDeleted(clientId);
+      if (!client) return undefined;
+      await trx('event_subscriptions').where({ client_id: clientId }).delete();
+      await trx('push_breakers').where({ client_id: clientId }).delete();
+      const discarded = await trx.raw<{ rowCount: number }>(
+        `UPDATE event_deliveries
+            SET state = 'discarded', resolved_at = now(), resolution = 'client_deleted',
+                leased_until = NULL
+          WHERE client_id = :clientId AND state = 'pending'`,
+        { clientId },
+      );
+      await notify(trx, CHANNELS.config, `client:${clientId}`);
+      // Replicas caching the subscription (publishing, push) drop it (src/domain/subscriptions.ts).
+      await notify(trx, CHANNELS.config, `subscription:${clientId}`);
+      return { client, discardedSets: discarded.rowCount };
+    });
+    if (!result) throw new AppError('not_found', `no client ${clientId}`);
+    this.cache.delete(clientId);
+    return result;
   }
 
   async revoke(clientId: string): Promise<Client> {
@@ -88,8 +197,23 @@ export class Clients {
     return client;
   }
 
-  /** The client if it exists and is active; cached for at most a second. */
-  async findActive(clientId: string): Promise<Client | undefined> {
+  /**
+   * The client if it exists and is active; cached for at most a second. For a client with a
+   * jwks_uri, `jwks` is its fetched set (cached; fetched again when `kid` is not in it).
+   */
+  async findActive(clientId: string, kid?: string): Promise<Client | undefined> {
+    const client = await this.findActiveRecord(clientId);
+    if (!client || client.jwksUri === null) return client;
+    return { ...client, jwks: await this.remoteKeys(client.jwksUri, kid) };
+  }
+
+  /** Whether the id was ever registered (a refusal can then say "revoked" rather than "unknown"). */
+  async statusOf(clientId: string): Promise<Client['status'] | undefined> {
+    if (!CLIENT_ID.test(clientId)) return undefined;
+    return (await this.deps.store.find(clientId))?.status;
+  }
+
+  private async findActiveRecord(clientId: string): Promise<Client | undefined> {
     // An id outside the registration grammar cannot exist: no query (and no NUL byte, lone
     // surrogate or 15,000-character id ever reaches Postgres or the cache).
     if (!CLIENT_ID.test(clientId)) return undefined;
@@ -102,6 +226,17 @@ export class Clients {
     this.cache.set(clientId, { client, until: now + CLIENT_CACHE_MS });
     return client;
   }
+
+  /** An unreachable jwks_uri leaves the client without keys: its signatures fail, clearly logged. */
+  private async remoteKeys(uri: string, kid: string | undefined) {
+    if (!this.deps.remoteJwks) return { keys: [] };
+    try {
+      return await this.deps.remoteJwks.keys(uri, kid);
+    } catch (err) {
+      this.deps.logger?.warn({ jwksUri: uri, err: (err as Error).message }, 'jwks_uri unusable');
+      return { keys: [] };
+    }
+  }
 }
 
 /** Active clients without any transport identity (production start-up names them). */
@@ -111,7 +246,11 @@ export function withoutTransportIdentity(clients: Client[]): Client[] {
   );
 }
 
-async function validateRegistration(input: ClientRegistration, policy: RegistrationPolicy) {
+async function validateRegistration(
+  input: ClientRegistration,
+  policy: RegistrationPolicy,
+  remoteJwks: RemoteJwks | undefined,
+): Promise<NewClient> {
   if (!CLIENT_ID.test(input.clientId)) {
     throw invalid(
       'UK.OBIE.Field.Invalid',
@@ -169,16 +308,51 @@ async function validateRegistration(input: ClientRegistration, policy: Registrat
   if (signingIss.length < 1 || signingIss.length > 256) {
     throw invalid('UK.OBIE.Field.Invalid', 'signing iss must be 1-256 characters', 'signing_iss');
   }
+  const keys = await validateKeySource(input, remoteJwks, policy.maxJwksKeys);
   return {
     clientId: input.clientId,
     name,
     authMethod,
-    jwks: await validatePublicJwks(input.jwks, policy.maxJwksKeys),
+    ...keys,
     tlsSubjectDn,
     tlsCertThumbprints,
     scopes: [...new Set(scopes)],
     signingIss,
   };
+}
+
+/** Exactly one of a JWK Set and a jwks_uri; the URL is fetched now, so a wrong one is refused. */
+async function validateKeySource(
+  input: ClientRegistration,
+  remoteJwks: RemoteJwks | undefined,
+  maxKeys: number,
+): Promise<{ jwks: JSONWebKeySet; jwksUri: string | null }> {
+  const hasJwks = input.jwks !== undefined && input.jwks !== null;
+  const hasUri = input.jwksUri !== undefined;
+  if (hasJwks === hasUri) {
+    throw invalid('UK.OBIE.Field.Invalid', 'give the JWKS or a jwks_uri (one of them)', 'jwks');
+  }
+  if (hasJwks) return { jwks: await validatePublicJwks(input.jwks, maxKeys), jwksUri: null };
+  const uri = input.jwksUri!;
+  const fail = (message: string) =>
+    invalid('UK.OBIE.Field.Invalid', `jwks_uri: ${message}`, 'jwks_uri');
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw fail('not a URL');
+  }
+  if (url.protocol !== 'https:' || url.hash !== '' || uri.length > 2000) {
+    throw fail('must be an https URL of at most 2000 characters, without a fragment');
+  }
+  if (!remoteJwks) throw fail('fetching keys by URL is not available here');
+  try {
+    await remoteJwks.fetch(uri);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw fail((err as Error).message);
+  }
+  return { jwks: { keys: [] }, jwksUri: uri };
 }
 
 /** A public JWK Set of RSA or EC signing keys, each with a unique kid and no private members. */

@@ -3,6 +3,7 @@
 // keys, with `iss` its registered signing identity (DECISIONS.md "x-jws-signature").
 // REQUIRE_REQUEST_SIGNATURE=false accepts a request without one (test benches); a signature
 // that is sent is verified all the same.
+import { decodeProtectedHeader } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
 import {
   DEFAULT_SIGNATURE_MAX_AGE_SECONDS,
@@ -42,8 +43,18 @@ export class RequestSignatures {
         JWS_SIGNATURE_HEADER,
       );
     }
-    const client = await this.deps.clients.findActive(clientId);
+    const client = await this.deps.clients.findActive(clientId, signatureKid(signature));
     if (!client) throw new UnauthenticatedError(`client ${clientId} is not active`);
     await this.verifier.verify(signature, body, client, epochSeconds(this.deps.clock));
+  }
+}
+
+/** The kid the signature names (a client with a jwks_uri refetches its set for a new one). */
+function signatureKid(signature: string): string | undefined {
+  try {
+    const kid = decodeProtectedHeader(signature).kid;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined; // the verifier reports the malformed signature
   }
 }

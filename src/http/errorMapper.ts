@@ -54,6 +54,7 @@ export function sendAppError(res: Response, err: AppError): void {
   // The error body of the route's API version (v3.1 outside the versioned paths).
   const errors = profileOf(res).errors;
   if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', err.retryAfterSeconds);
+  else if (err.kind === 'unavailable') res.setHeader('Retry-After', '5');
   if (err instanceof UnauthenticatedError) {
     res.setHeader('WWW-Authenticate', `Bearer error="${err.bearerError}"`);
     const body = errors.unauthenticatedBody(err, ctx?.interactionId);

@@ -89,6 +89,14 @@ export interface TppClientOptions {
   setTyps?: string[];
   /** Time source (milliseconds since the epoch), for tests; default Date.now. */
   clock?: { now(): number };
+  /**
+   * A server in resource-server mode (the bank's authorization server issues the tokens):
+   * returns a current access token from that AS, certificate-bound to `cert` (for example with
+   * openid-client). The SDK then requests no token and reads no discovery document from
+   * ob-events: give `issuerUrl` (ob-events' PUBLIC_URL, the `iss` of its SETs); its JWKS is
+   * `{baseUrl}/jwks`. After a 401 it is called once more.
+   */
+  tokenProvider?: () => Promise<string>;
 }
 
 /** An event subscription as the SDK shows it (OBIE OBEventSubscriptionResponse1 Data). */
@@ -165,7 +173,7 @@ class Client implements TppClient {
   private readonly defaultVersion: string;
   private readonly now: () => number;
   private readonly signing: { jwk: JWK; keyObject: KeyObject; kid: string } | undefined;
-  private readonly tokens: AccessTokenSource;
+  private readonly tokens: Pick<AccessTokenSource, 'get' | 'invalidate'>;
   private readonly keys: JwksKeys;
   private discovered: Promise<{ metadata: ServerMetadata; endpoints: Endpoints }> | undefined;
   private verifier: Promise<SetVerifier> | undefined;
@@ -194,17 +202,20 @@ class Client implements TppClient {
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
       ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
     });
-    this.tokens = new AccessTokenSource({
-      agent: this.agent,
-      endpoints: async () => (await this.discovery()).endpoints,
-      clientId: opts.clientId,
-      authMethod: opts.authMethod ?? 'private_key_jwt',
-      signingJwk: this.signing?.jwk,
-      kid: this.signing?.kid,
-      scope: opts.scope,
-      refreshMarginSeconds: opts.tokenRefreshMarginSeconds ?? 30,
-      now: this.now,
-    });
+    const provider = opts.tokenProvider;
+    this.tokens = provider
+      ? { get: provider, invalidate: () => {} }
+      : new AccessTokenSource({
+          agent: this.agent,
+          endpoints: async () => (await this.discovery()).endpoints,
+          clientId: opts.clientId,
+          authMethod: opts.authMethod ?? 'private_key_jwt',
+          signingJwk: this.signing?.jwk,
+          kid: this.signing?.kid,
+          scope: opts.scope,
+          refreshMarginSeconds: opts.tokenRefreshMarginSeconds ?? 30,
+          now: this.now,
+        });
     this.keys = new JwksKeys(() => this.fetchJwks(), this.now);
   }
 
@@ -325,6 +336,7 @@ class Client implements TppClient {
 
   // Discovery is retried on the next call when it failed.
   private discovery() {
+    if (this.opts.tokenProvider) return (this.discovered ??= this.resourceServerOnly());
     this.discovered ??= discover(this.agent, this.baseUrl, this.expectedIssuer).catch(
       (err: unknown) => {
         this.discovered = undefined;
@@ -332,6 +344,19 @@ class Client implements TppClient {
       },
     );
     return this.discovered;
+  }
+
+  /** Resource-server mode: ob-events publishes no metadata; its JWKS is at {baseUrl}/jwks. */
+  private resourceServerOnly(): Promise<{ metadata: ServerMetadata; endpoints: Endpoints }> {
+    const issuer = this.expectedIssuer;
+    if (!issuer) {
+      return Promise.reject(new TppError('configuration', 'tokenProvider needs issuerUrl'));
+    }
+    const jwksUrl = `${this.baseUrl}/jwks`;
+    return Promise.resolve({
+      metadata: { issuer, token_endpoint: '', jwks_uri: `${issuer}/jwks` },
+      endpoints: { issuer, tokenEndpoint: '', tokenUrl: '', jwksUrl },
+    });
   }
 
   private setVerifier(): Promise<SetVerifier> {

@@ -1,11 +1,13 @@
-// `ob-events clients add|list|revoke`.
-import type { Client } from '../../db/stores/clientsStore.js';
+// `ob-events clients add|list|show|update|revoke|delete`.
+import { clientView } from '../../domain/clientView.js';
+import { CliError } from '../index.js';
 import { printJson, withServices } from '../context.js';
 import { readJsonFile } from '../files.js';
 
 export interface ClientsAddOptions {
   clientId: string;
-  jwks: string;
+  jwks?: string;
+  jwksUri?: string;
   auth: string;
   tlsSubjectDn?: string;
   tlsCertThumbprint?: string[];
@@ -15,11 +17,15 @@ export interface ClientsAddOptions {
 }
 
 export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
-  const jwks = readJsonFile(o.jwks);
+  if ((o.jwks === undefined) === (o.jwksUri === undefined)) {
+    throw new CliError('give --jwks FILE or --jwks-uri URL (one of them)');
+  }
+  const jwks = o.jwks !== undefined ? readJsonFile(o.jwks) : undefined;
   await withServices(async ({ clients }) => {
     const client = await clients.register({
       clientId: o.clientId,
       jwks,
+      jwksUri: o.jwksUri,
       authMethod: o.auth,
       tlsSubjectDn: o.tlsSubjectDn,
       tlsCertThumbprints: o.tlsCertThumbprint,
@@ -27,30 +33,48 @@ export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
       name: o.name,
       signingIss: o.signingIss,
     });
-    printJson(view(client));
+    printJson(clientView(client));
+  });
+}
+
+export type ClientsUpdateOptions = Omit<ClientsAddOptions, 'clientId' | 'auth'> & {
+  auth?: string;
+};
+
+export async function clientsUpdate(id: string, o: ClientsUpdateOptions): Promise<void> {
+  if (o.jwks !== undefined && o.jwksUri !== undefined) {
+    throw new CliError('give --jwks FILE or --jwks-uri URL, not both');
+  }
+  const jwks = o.jwks !== undefined ? readJsonFile(o.jwks) : undefined;
+  await withServices(async ({ clients }) => {
+    const client = await clients.update(id, {
+      jwks,
+      jwksUri: o.jwksUri,
+      authMethod: o.auth,
+      tlsSubjectDn: o.tlsSubjectDn,
+      scopes: o.scopes,
+      name: o.name,
+      signingIss: o.signingIss,
+    });
+    printJson(clientView(client));
   });
 }
 
 export async function clientsList(): Promise<void> {
-  await withServices(async ({ clients }) => printJson((await clients.list()).map(view)));
+  await withServices(async ({ clients }) => printJson((await clients.list()).map(clientView)));
+}
+
+export async function clientsShow(id: string): Promise<void> {
+  await withServices(async ({ clients }) => printJson(clientView(await clients.show(id))));
 }
 
 export async function clientsRevoke(id: string): Promise<void> {
-  await withServices(async ({ clients }) => printJson(view(await clients.revoke(id))));
+  await withServices(async ({ clients }) => printJson(clientView(await clients.revoke(id))));
 }
 
-function view(c: Client) {
-  return {
-    client_id: c.clientId,
-    name: c.name,
-    token_endpoint_auth_method: c.authMethod,
-    tls_client_auth_subject_dn: c.tlsSubjectDn,
-    tls_cert_thumbprints: c.tlsCertThumbprints,
-    scopes: c.scopes,
-    signing_iss: c.signingIss,
-    status: c.status,
-    created_at: c.createdAt.toISOString(),
-    revoked_at: c.revokedAt?.toISOString() ?? null,
-    jwks: c.jwks,
-  };
+export async function clientsDelete(id: string): Promise<void> {
+  await withServices(async ({ clients }) => {
+    const { client, discardedSets } = await clients.delete(id);
+    printJson({ ...clientView(client), discarded_sets: discardedSets });
+  });
 }

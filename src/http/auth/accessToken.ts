@@ -3,9 +3,10 @@
 // certificate it was issued for, of a client still active, with a scope the route accepts.
 // What it leaves in the request context (clientId, scopes) is the only identity later code uses;
 // nothing from the request body can change it.
+import type { X509Certificate } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { RateLimits } from '../../domain/rateLimits.js';
-import type { Tokens } from '../../domain/tokens.js';
+import type { AuthenticatedCaller } from '../../domain/tokens.js';
 import { AppError, detail, UnauthenticatedError } from '../../errors.js';
 import { identifyClient, requestContext } from '../context.js';
 
@@ -14,9 +15,25 @@ export const SUBSCRIPTION_SCOPES = ['accounts', 'payments', 'fundsconfirmations'
 /** Scopes that open the polling API: the above, and `eventpolling` for 3.1.2-era clients. */
 export const POLLING_SCOPES = [...SUBSCRIPTION_SCOPES, 'eventpolling'] as const;
 
+/**
+ * The one seam between the API and whoever issues its access tokens: ob-events' own /token
+ * (Tokens, src/domain/tokens.ts) or the bank's authorization server (BankAccessTokens,
+ * src/domain/bankAccessTokens.ts, when AUTH_ISSUER_URL is set). src/main.ts picks one. Either
+ * throws UnauthenticatedError (401, RFC 6750) or an AppError (403, 503) in today's shapes.
+ */
+export interface AccessTokenVerifier {
+  authenticateAccessToken(
+    token: string,
+    certificate: X509Certificate | undefined,
+  ): Promise<AuthenticatedCaller>;
+}
+
 /** What the guard needs; the route deps (RouteDeps) every router gets satisfy it. */
 export interface AccessTokenDeps {
-  services: { tokens: Tokens; rateLimits?: Pick<RateLimits, 'checkApiRequest'> };
+  services: {
+    accessTokens: AccessTokenVerifier;
+    rateLimits?: Pick<RateLimits, 'checkApiRequest'>;
+  };
 }
 
 export function requireAccessToken(
@@ -49,7 +66,7 @@ export function authenticateCaller(deps: AccessTokenDeps): RequestHandler {
 
 async function authenticate(deps: AccessTokenDeps, req: Request, res: Response): Promise<void> {
   const ctx = requestContext(res);
-  const caller = await deps.services.tokens.authenticateAccessToken(
+  const caller = await deps.services.accessTokens.authenticateAccessToken(
     bearerToken(req),
     ctx.clientCertificate,
   );

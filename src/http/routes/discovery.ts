@@ -8,7 +8,7 @@ import { CLIENT_CREDENTIALS } from '../../domain/tokens.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
 
-const METADATA_PATHS = [
+export const METADATA_PATHS = [
   '/.well-known/openid-configuration',
   '/.well-known/oauth-authorization-server',
 ];
@@ -26,7 +26,8 @@ export function discoveryRouter(deps: RouteDeps): Router {
     scopes_supported: [...KNOWN_SCOPES],
     tls_client_certificate_bound_access_tokens: true,
   };
-  for (const path of METADATA_PATHS) {
+  // Resource-server mode: the bank's AS is the authorization server; we publish no metadata.
+  for (const path of deps.config.authServer ? [] : METADATA_PATHS) {
     router.get(path, (_req, res) => {
       res.setHeader('Cache-Control', 'public, max-age=300');
       res.json(metadata);

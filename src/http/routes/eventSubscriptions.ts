@@ -14,9 +14,12 @@ import type { Config } from '../../config.js';
 import type { StoredSubscription, Subscriptions } from '../../domain/subscriptions.js';
 import type { RequestSignatures } from '../../domain/requestSignatures.js';
 import type { ResponseSigner } from '../../domain/responseSigner.js';
-import type { Tokens } from '../../domain/tokens.js';
 import type { ApiProfile } from '../apiProfiles.js';
-import { requireAccessToken, SUBSCRIPTION_SCOPES } from '../auth/accessToken.js';
+import {
+  requireAccessToken,
+  SUBSCRIPTION_SCOPES,
+  type AccessTokenVerifier,
+} from '../auth/accessToken.js';
 import { rawBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
@@ -40,7 +43,7 @@ type ItemPath = operations['ChangeEventSubscriptionsEventSubscriptionId']['param
 export interface EventSubscriptionsDeps {
   config: Config;
   services: {
-    tokens: Tokens;
+    accessTokens: AccessTokenVerifier;
     subscriptions: Subscriptions;
     requestSignatures: RequestSignatures;
     responseSigner: ResponseSigner;

@@ -1,13 +1,14 @@
 // Which routers each listener mounts, in order. Each route file builds one express Router from
 // the services it needs; this list is the table of contents of the HTTP surface.
-import type { Router } from 'express';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import type { Services } from '../../main.js';
 import type { Metrics } from '../../metrics.js';
+import { adminClientsRouter } from '../admin/clientsRoute.js';
 import { adminDeliveriesRouter } from '../admin/deliveriesRoute.js';
 import { adminEventsRouter } from '../admin/eventsRoute.js';
+import { Router } from 'express';
 import { adminOperationsRouter } from '../admin/operationsRoute.js';
 import { consoleRouter } from '../console/consoleRouter.js';
 import { API_PROFILES, V3_1_PROFILE } from '../apiProfiles.js';
@@ -16,7 +17,8 @@ import { documentFor } from '../openapiDocuments.js';
 import { publicJwksRouter } from './publicJwks.js';
 import { adminPushEndpointsRouter } from '../admin/pushEndpointsRoute.js';
 import { AdminRequestMacsStore } from '../../db/stores/adminRequestMacsStore.js';
-import { discoveryRouter } from './discovery.js';
+import { notFoundHandler } from '../errorMapper.js';
+import { discoveryRouter, METADATA_PATHS } from './discovery.js';
 import { obieApiRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
 
@@ -33,19 +35,28 @@ export function apiRouters(deps: RouteDeps): Router[] {
   const base = loadOpenApiDocument();
   const documentOptions = { eventTypes: deps.services.eventTypes.codes() };
   return [
+    // Resource-server mode: our /token and metadata are 404, before the API definition is checked.
+    ...(deps.config.authServer ? [notOurs()] : []),
     // The root paths (discovery, JWKS, token) checked against openapi/openapi.yaml.
     openApiRouter({
       openApi: documentFor(base, V3_1_PROFILE, documentOptions),
       validateResponses: deps.config.http.validateResponses,
     }),
     discoveryRouter(deps),
-    tokenRouter(deps),
+    // Resource-server mode: the bank's AS issues the tokens; our /token is a 404.
+    ...(deps.config.authServer ? [] : [tokenRouter(deps)]),
     // One router per OBIE API version: the access token first, then each route's body and
     // validation (src/http/routes/obieApi.ts).
     ...API_PROFILES.map((profile) =>
       obieApiRouter(deps, profile, documentFor(base, profile, documentOptions)),
     ),
   ];
+}
+
+function notOurs(): Router {
+  const router = Router();
+  router.all(['/token', ...METADATA_PATHS], notFoundHandler);
+  return router;
 }
 
 /** The admin listener (bank side): metrics, publishing, deliveries. Health is built in. */
@@ -80,6 +91,12 @@ export function adminRouters(deps: RouteDeps): Router[] {
     ...(deps.config.http.adminPublicJwks ? [publicJwksRouter(deps.services.keys)] : []),
     adminPushEndpointsRouter({
       knex: deps.services.db.knex,
+      adminApiSecret: deps.config.events.adminApiSecret,
+      clock: deps.clock,
+      replays,
+    }),
+    adminClientsRouter({
+      clients: deps.services.clients,
       adminApiSecret: deps.config.events.adminApiSecret,
       clock: deps.clock,
       replays,
