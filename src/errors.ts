@@ -107,3 +107,19 @@ export class OAuthError extends Error {
     this.status = error === 'invalid_client' ? 401 : 400;
   }
 }
+
+/**
+ * 503 with `Retry-After`: a dependency this request needs (the database, the signing workers)
+ * is not available right now; the request may succeed if repeated later. `internalReason` is
+ * only logged.
+ */
+export class ServiceUnavailableError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+    internalReason?: string,
+  ) {
+    super('unavailable', message, [], internalReason);
+    this.name = 'ServiceUnavailableError';
+  }
+}

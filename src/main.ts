@@ -23,6 +23,7 @@ import { ResponseSigner } from './domain/responseSigner.js';
 import { KeyRing } from './domain/signingKeys.js';
 import { Subscriptions } from './domain/subscriptions.js';
 import { Tokens } from './domain/tokens.js';
+import { DatabaseOutage } from './db/outage.js';
 import { createAdminApp, type Readiness } from './http/adminApp.js';
 import { createApiApp } from './http/apiApp.js';
 import { proxyCertificateOptions } from './http/clientCertificate.js';
@@ -62,6 +63,8 @@ export function buildServices(
   logger: Logger,
   clock: Clock = systemClock,
   metrics?: Metrics,
+  /** The SET signing worker module (default: setSignerWorker); tests inject one that fails. */
+  signingWorkerUrl?: string,
 ): Services {
   const clients = new Clients({ store: ClientsStore.create(db.knex), knex: db.knex, clock });
   const keys = new KeyRing({
@@ -80,7 +83,7 @@ export function buildServices(
     logger,
   });
   // Worker threads start on the first signature, so commands that never sign pay nothing.
-  const signer = lazySetSigner(config.keys.signingWorkers);
+  const signer = lazySetSigner(config.keys.signingWorkers, logger, signingWorkerUrl);
   const publisher = new Publisher({
     knex: db.knex,
     keys,
@@ -132,9 +135,12 @@ export function buildServices(
   };
 }
 
-function lazySetSigner(workers: number): SetSigner {
+function lazySetSigner(workers: number, logger: Logger, workerUrl?: string): SetSigner {
   let signer: SetSigner | undefined;
-  const get = () => (signer ??= createSetSigner({ workers }));
+  const onWorkerError = (err: Error) =>
+    logger.error({ err }, 'SET signing workers failed: signatures answer 503 until they start');
+  const get = () =>
+    (signer ??= createSetSigner({ workers, onWorkerError, ...(workerUrl ? { workerUrl } : {}) }));
   return {
     get mode() {
       return get().mode;
@@ -144,6 +150,7 @@ function lazySetSigner(workers: number): SetSigner {
     close: async () => {
       await signer?.close();
     },
+    check: () => signer?.check() ?? Promise.resolve({ ok: true }),
   };
 }
 
@@ -158,6 +165,8 @@ export interface StartOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
+  /** Test seam: the SET signing worker module (see createSetSigner). */
+  signingWorkerUrl?: string;
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
@@ -186,7 +195,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         );
     }
     const metrics = createMetrics();
-    const services = buildServices(config, db, logger, clock, metrics);
+    const services = buildServices(config, db, logger, clock, metrics, opts.signingWorkerUrl);
     registerCollectedGauges(metrics, { knex: db.knex, longPolls: () => services.longPolls.size });
     if ((await pendingMigrations(db.knex)).length === 0) await services.keys.ensureActiveKey();
     await services.keys.watch(db.notifier);
@@ -195,25 +204,32 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     await services.longPolls.start(db.notifier);
 
     const routeDeps = { config, services, logger, clock, metrics };
+    const databaseOutage = new DatabaseOutage({ knex: db.knex, logger });
     const apiApp = createApiApp({
       logger,
       routers: apiRouters(routeDeps),
       proxyCertificate: proxyCertificateOptions(config, clock),
       metrics,
+      databaseOutage,
     });
-    const apiServer = createApiServer(apiApp, {
-      certFile: config.http.tlsCertFile,
-      keyFile: config.http.tlsKeyFile,
-      clientCaFile: config.http.tlsClientCaFile,
-      allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
-    });
+    const apiServer = createApiServer(
+      apiApp,
+      {
+        certFile: config.http.tlsCertFile,
+        keyFile: config.http.tlsKeyFile,
+        clientCaFile: config.http.tlsClientCaFile,
+        allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
+      },
+      config.http.limits,
+    );
     const adminApp = createAdminApp({
       logger,
-      readiness: () => readiness(db),
+      readiness: () => readiness(db, services.signer),
       routers: [metricsRouter(metrics), ...adminRouters(routeDeps)],
       metrics,
+      databaseOutage,
     });
-    const adminServer = createAdminServer(adminApp);
+    const adminServer = createAdminServer(adminApp, config.http.limits);
 
     const api = await listen(apiServer, config.http.host, config.http.port);
     const admin = await listen(adminServer, config.http.host, config.http.adminPort).catch(
@@ -273,7 +289,16 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
-      (stopping ??= shutdown({ logger, config, db, apiServer, adminServer, tasks, services }));
+      (stopping ??= shutdown({
+        logger,
+        config,
+        db,
+        apiServer,
+        adminServer,
+        tasks,
+        services,
+        databaseOutage,
+      }));
     return { apiPort: api.port, adminPort: admin.port, services, stop };
   } catch (err) {
     await db.close().catch(() => {});
@@ -289,6 +314,7 @@ async function shutdown(parts: {
   adminServer: http.Server;
   tasks: { stop(): Promise<void> }[];
   services: Services;
+  databaseOutage: DatabaseOutage;
 }): Promise<void> {
   const { logger, config, db } = parts;
   logger.info('shutting down: no new connections, finishing requests in flight');
@@ -299,6 +325,7 @@ async function shutdown(parts: {
   ]);
   await Promise.all(parts.tasks.map((t) => t.stop()));
   await parts.services.signer.close();
+  parts.databaseOutage.close();
   await db.close();
   logger.info('stopped');
 }
@@ -336,8 +363,11 @@ export async function startDeliveryWorkers(deps: {
   return { outbox, push };
 }
 
-/** Ready when the database answers and its schema is current (/health/ready). */
-export async function readiness(db: Database): Promise<Readiness> {
+/**
+ * Ready when the database answers, its schema is current and (once started) the SET signing
+ * workers run (/health/ready).
+ */
+export async function readiness(db: Database, signer?: SetSigner): Promise<Readiness> {
   const checks: Readiness['checks'] = {};
   try {
     const pending = await pendingMigrations(db.knex);
@@ -347,6 +377,7 @@ export async function readiness(db: Database): Promise<Readiness> {
   } catch (err) {
     checks.database = { ok: false, detail: (err as Error).message };
   }
+  if (signer) checks.signing = await signer.check();
   return {
     ready: Object.values(checks).every((c) => c.ok) && checks.migrations !== undefined,
     checks,

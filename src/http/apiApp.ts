@@ -4,7 +4,8 @@ import express, { type Express, type Router } from 'express';
 import helmet from 'helmet';
 import type { Logger } from '../logger.js';
 import { clientCertificate, type ProxyCertificateOptions } from './clientCertificate.js';
-import { errorMapper, notFoundHandler } from './errorMapper.js';
+import type { DatabaseOutage } from '../db/outage.js';
+import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, type Metrics } from '../metrics.js';
 
@@ -15,12 +16,15 @@ export interface ApiAppDeps {
   /** Proxy mode (CLIENT_CERT_HEADER): where the client certificate may come from instead. */
   proxyCertificate?: ProxyCertificateOptions | undefined;
   metrics?: Metrics;
+  /** Logs a database outage once; requests that hit it answer 503 (errorMapper.ts). */
+  databaseOutage?: DatabaseOutage;
 }
 
 export function createApiApp(deps: ApiAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.locals[DATABASE_OUTAGE_LOCAL] = deps.databaseOutage;
   app.use(interactionId(deps.logger));
   if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
   app.use(helmet());

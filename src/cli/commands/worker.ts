@@ -40,10 +40,11 @@ export async function worker(): Promise<void> {
   const admin = createAdminServer(
     createAdminApp({
       logger,
-      readiness: () => readiness(db),
+      readiness: () => readiness(db, services.signer),
       routers: [metricsRouter(metrics)],
       metrics,
     }),
+    config.http.limits,
   );
   const bound = await listen(admin, config.http.host, config.http.adminPort).catch(
     async (err: unknown) => {

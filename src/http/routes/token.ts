@@ -3,7 +3,7 @@
 import express, { Router, type RequestHandler } from 'express';
 import { OAuthError } from '../../errors.js';
 import { identifyClient, requestContext } from '../context.js';
-import { methodNotAllowed } from '../errorMapper.js';
+import { methodNotAllowed, OAUTH_ERROR_SHAPE } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
 
 const parseForm = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
@@ -55,6 +55,7 @@ export function tokenRouter(deps: RouteDeps): Router {
 }
 
 const noStore: RequestHandler = (_req, res, next) => {
+  res.locals.errorShape = OAUTH_ERROR_SHAPE; // a 503 here is OAuth JSON too (errorMapper.ts)
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Pragma', 'no-cache');
   next();
