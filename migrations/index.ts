@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import * as initial from './20261123000001_initial.js';
 import * as outbox from './20261123000002_outbox.js';
 import * as push from './20261123000003_push.js';
+import * as autovacuum from './20261201111000_autovacuum.js';
 
 export interface Migration {
   name: string;
@@ -11,4 +12,4 @@ export interface Migration {
   down(knex: Knex): Promise<void>;
 }
 
-export const migrations: readonly Migration[] = [initial, outbox, push];
+export const migrations: readonly Migration[] = [initial, outbox, push, autovacuum];

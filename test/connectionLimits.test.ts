@@ -43,14 +43,14 @@ async function apiServer(limits: Partial<ConnectionLimits>, handler?: http.Reque
 /** A TLS connection that completes its handshake; resolves with the socket once it is secure. */
 function tlsConnect(port: number, localAddress = '127.0.0.1'): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
+    const tcp = net.connect({ port, host: '127.0.0.1', localAddress });
     const socket = tls.connect({
-      port,
-      host: '127.0.0.1',
-      localAddress,
+      socket: tcp,
       ca: fs.readFileSync(testPki().caCert),
       servername: 'localhost',
     });
-    sockets.push(socket);
+    sockets.push(tcp, socket);
+    tcp.once('error', reject);
     socket.once('secureConnect', () => resolve(socket));
     socket.once('error', reject);
     socket.once('close', () => reject(new Error('closed before the handshake completed')));
