@@ -216,13 +216,7 @@ export class PollingTpp {
   }
 
   private async tokenFrom(base: string): Promise<string> {
-    const { signClientAssertion, JWT_BEARER, postToken } = await import('../helpers/tpp.js');
-    const fake = { url: base, config: { http: { publicUrl: FAKE_PUBLIC_URL } } };
-    const res = await postToken(fake as unknown as TestServer, this.tpp.agent, {
-      grant_type: 'client_credentials',
-      client_assertion_type: JWT_BEARER,
-      client_assertion: await signClientAssertion(this.tpp, fake as unknown as TestServer),
-    });
+    const res = await requestToken(this.tpp, base);
     this.statuses.add(res.status);
     if (res.status !== 200) throw new Error(`token: ${res.status}`);
     return res.json<{ access_token: string }>().access_token;
@@ -237,6 +231,24 @@ export class PollingTpp {
       if (n === 0 && !jtis.every((j) => this.received.has(j))) await sleep(200);
     }
   }
+}
+
+/** POST /token with a fresh client assertion at the API listener `base`. */
+export async function requestToken(tpp: TestTpp, base: string) {
+  const { signClientAssertion, JWT_BEARER, postToken } = await import('../helpers/tpp.js');
+  const fake = { url: base, config: { http: { publicUrl: FAKE_PUBLIC_URL } } };
+  return postToken(fake as unknown as TestServer, tpp.agent, {
+    grant_type: 'client_credentials',
+    client_assertion_type: JWT_BEARER,
+    client_assertion: await signClientAssertion(tpp, fake as unknown as TestServer),
+  });
+}
+
+/** An access token from the API listener `base` (throws unless 200). */
+export async function accessToken(tpp: TestTpp, base: string): Promise<string> {
+  const res = await requestToken(tpp, base);
+  if (res.status !== 200) throw new Error(`token: ${res.status} ${res.text}`);
+  return res.json<{ access_token: string }>().access_token;
 }
 
 /** PUBLIC_URL of every process of the suite (from the test environment). */
@@ -283,8 +295,6 @@ export function probeEndpoints(
   const api = `https://127.0.0.1:${serve.apiPort}`;
   const admin = `http://127.0.0.1:${serve.adminPort}`;
   const loop = (async () => {
-    const { signClientAssertion, JWT_BEARER, postToken } = await import('../helpers/tpp.js');
-    const fake = { url: api, config: { http: { publicUrl: FAKE_PUBLIC_URL } } };
     while (running) {
       const calls: Promise<number>[] = [
         call(tpp.agent, `${api}/open-banking/v3.1/events`, {
@@ -295,15 +305,7 @@ export function probeEndpoints(
         call(tpp.agent, `${api}/open-banking/v3.1/event-subscriptions`, {
           headers: { authorization: `Bearer ${token}` },
         }).then((r) => r.status),
-        signClientAssertion(tpp, fake as unknown as TestServer)
-          .then((assertion) =>
-            postToken(fake as unknown as TestServer, tpp.agent, {
-              grant_type: 'client_credentials',
-              client_assertion_type: JWT_BEARER,
-              client_assertion: assertion,
-            }),
-          )
-          .then((r) => r.status),
+        requestToken(tpp, api).then((r) => r.status),
         adminPublish(admin, tpp.clientId).then((r) => r.status),
       ];
       for (const s of await Promise.allSettled(calls))
