@@ -239,6 +239,18 @@ describe('loadConfig refuses bad values', () => {
     ['ADMIN_API_SECRET is short', { ADMIN_API_SECRET: 'short' }, 'ADMIN_API_SECRET', /16/],
     ['LOG_FORMAT is unknown', { LOG_FORMAT: 'xml' }, 'LOG_FORMAT', /json or pretty/],
     [
+      'the headers may take longer than the whole request',
+      { HTTP_HEADERS_TIMEOUT_MS: '30000', HTTP_REQUEST_TIMEOUT_MS: '20000' },
+      'HTTP_HEADERS_TIMEOUT_MS',
+      /must not exceed HTTP_REQUEST_TIMEOUT_MS/,
+    ],
+    [
+      'HTTP_MAX_CONNECTIONS_PER_ADDRESS is negative',
+      { HTTP_MAX_CONNECTIONS_PER_ADDRESS: '-1' },
+      'HTTP_MAX_CONNECTIONS_PER_ADDRESS',
+      /whole number/,
+    ],
+    [
       'only TLS_CERT_FILE is set',
       { TLS_CERT_FILE: '/etc/ob/server.crt' },
       'TLS_KEY_FILE',
