@@ -1,5 +1,5 @@
 // `npm run bench [-- name ...] [-- --quick]`: runs every bench/*.bench.ts (or the named ones) and
-// prints one table, with the machine it ran on.
+// prints one table, with the machine it ran on. The soak bench runs only when named or with --soak.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,10 +24,16 @@ async function postgresAdminUrl(): Promise<string | null> {
   }
 }
 
+// Opt-in benches (long): only when named, or with their flag (`--soak`).
+const OPT_IN = ['soak'];
 const files = fs
   .readdirSync(dir)
   .filter((f) => f.endsWith('.bench.ts'))
   .filter((f) => only.length === 0 || only.some((o) => f.startsWith(o)))
+  .filter((f) => {
+    const name = f.replace('.bench.ts', '');
+    return !OPT_IN.includes(name) || only.includes(name) || args.includes(`--${name}`);
+  })
   .sort();
 
 const ctx = {

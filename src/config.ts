@@ -131,6 +131,13 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   VALIDATE_RESPONSES: bool.default(false),
   ADMIN_PUBLIC_JWKS: bool.default(true),
+  HTTP_HEADERS_TIMEOUT_MS: int(1_000, 600_000).default(20_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(1_000, 3_600_000).default(60_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(1_000, 3_600_000).default(65_000),
+  HTTP_IDLE_TIMEOUT_MS: int(1_000, 3_600_000).default(30_000),
+  TLS_HANDSHAKE_TIMEOUT_MS: int(1_000, 600_000).default(10_000),
+  HTTP_MAX_CONNECTIONS: int(0, 1_000_000).default(4_096),
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: int(0, 1_000_000).default(256),
 
   CLIENT_CERT_HEADER: z
     .string()
@@ -295,6 +302,17 @@ export interface Config {
     /** CRL_FILES: one CRL per client-certificate CA, re-read when changed (CRL_RELOAD_SECONDS). */
     crlFiles: string[];
     crlReloadSeconds: number;
+    /** Per-connection time-outs and connection caps of both listeners (src/http/listeners.ts). */
+    limits: {
+      headersTimeoutMs: number;
+      requestTimeoutMs: number;
+      keepAliveTimeoutMs: number;
+      idleTimeoutMs: number;
+      handshakeTimeoutMs: number;
+      longPollMs: number;
+      maxConnections: number;
+      maxConnectionsPerAddress: number;
+    };
   };
   auth: {
     accessTokenTtlSeconds: number;
@@ -459,6 +477,16 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       proxyCaFile: e.PROXY_CA_FILE ? resolve(e.PROXY_CA_FILE) : undefined,
       crlFiles: e.CRL_FILES.map(resolve),
       crlReloadSeconds: e.CRL_RELOAD_SECONDS,
+      limits: {
+        headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+        requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+        keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+        idleTimeoutMs: e.HTTP_IDLE_TIMEOUT_MS,
+        handshakeTimeoutMs: e.TLS_HANDSHAKE_TIMEOUT_MS,
+        longPollMs: e.LONG_POLL_SECONDS * 1000,
+        maxConnections: e.HTTP_MAX_CONNECTIONS,
+        maxConnectionsPerAddress: e.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+      },
     },
     auth: {
       accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
@@ -654,6 +682,9 @@ function crossCheck(e: z.infer<typeof envSchema>, env: Env): void {
     );
   }
   checkAuthServer(e, env);
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (e.CLIENT_CERT_HEADER !== undefined && e.TRUSTED_PROXIES.length === 0) {
     throw new ConfigError(
       'TRUSTED_PROXIES',

@@ -115,3 +115,19 @@ export class OAuthError extends Error {
     this.status = error === 'invalid_client' ? 401 : error === 'slow_down' ? 429 : 400;
   }
 }
+
+/**
+ * 503 with `Retry-After`: a dependency this request needs (the database, the signing workers)
+ * is not available right now; the request may succeed if repeated later. `internalReason` is
+ * only logged.
+ */
+export class ServiceUnavailableError extends AppError {
+  constructor(
+    message: string,
+    override readonly retryAfterSeconds: number,
+    internalReason?: string,
+  ) {
+    super('unavailable', message, [], internalReason);
+    this.name = 'ServiceUnavailableError';
+  }
+}

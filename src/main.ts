@@ -33,6 +33,7 @@ import { Tokens } from './domain/tokens.js';
 import { BankAccessTokens } from './domain/bankAccessTokens.js';
 import type { AccessTokenVerifier } from './http/auth/accessToken.js';
 import { AuthServer } from './net/authServer.js';
+import { DatabaseOutage } from './db/outage.js';
 // Type-only: the listeners, metrics and workers load in serverModules() (bottom of the file).
 import type { Readiness } from './http/adminApp.js';
 import type { Logger } from './logger.js';
@@ -68,6 +69,8 @@ export function buildServices(
   logger: Logger,
   clock: Clock = systemClock,
   metrics?: Metrics,
+  /** The SET signing worker module (default: setSignerWorker); tests inject one that fails. */
+  signingWorkerUrl?: string,
 ): Services {
   const clients = new Clients({
     store: ClientsStore.create(db.knex),
@@ -103,7 +106,7 @@ export function buildServices(
     logger,
   });
   // Worker threads start on the first signature, so commands that never sign pay nothing.
-  const signer = lazySetSigner(config.keys.signingWorkers);
+  const signer = lazySetSigner(config.keys.signingWorkers, logger, signingWorkerUrl);
   const eventTypes = new EventTypeCatalog({
     supported: config.events.supportedEventTypes,
     extensions: config.events.extensionEventTypes,
@@ -202,9 +205,12 @@ async function warnClientsWithoutTransportIdentity(services: Services, logger: L
   );
 }
 
-function lazySetSigner(workers: number): SetSigner {
+function lazySetSigner(workers: number, logger: Logger, workerUrl?: string): SetSigner {
   let signer: SetSigner | undefined;
-  const get = () => (signer ??= createSetSigner({ workers }));
+  const onWorkerError = (err: Error) =>
+    logger.error({ err }, 'SET signing workers failed: signatures answer 503 until they start');
+  const get = () =>
+    (signer ??= createSetSigner({ workers, onWorkerError, ...(workerUrl ? { workerUrl } : {}) }));
   return {
     get mode() {
       return get().mode;
@@ -214,6 +220,7 @@ function lazySetSigner(workers: number): SetSigner {
     close: async () => {
       await signer?.close();
     },
+    check: () => signer?.check() ?? Promise.resolve({ ok: true }),
   };
 }
 
@@ -230,6 +237,8 @@ export interface StartOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
+  /** Test seam: the SET signing worker module (see createSetSigner). */
+  signingWorkerUrl?: string;
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
@@ -264,7 +273,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         );
     }
     const metrics = createMetrics();
-    const services = buildServices(config, db, logger, clock, metrics);
+    const services = buildServices(config, db, logger, clock, metrics, opts.signingWorkerUrl);
     registerCollectedGauges(metrics, { knex: db.knex, longPolls: () => services.longPolls.size });
     if ((await pendingMigrations(db.knex)).length === 0) {
       await services.keys.sealPlaintextKeys();
@@ -280,27 +289,35 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     if (services.operatorAuth.enabled)
       logger.info('operator console on the admin listener at /console');
     const routeDeps = { config, services, logger, clock, metrics };
+    const databaseOutage = new DatabaseOutage({ knex: db.knex, logger });
     const apiApp = createApiApp({
       logger,
       routers: apiRouters(routeDeps),
       proxyCertificate: proxyCertificateOptions(config, clock),
       revocation: revocationLists(config, clock, logger),
       metrics,
+      databaseOutage,
     });
-    const apiServer = createApiServer(apiApp, {
-      certFile: config.http.tlsCertFile,
-      keyFile: config.http.tlsKeyFile,
-      clientCaFile: config.http.tlsClientCaFile,
-      allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
-      proxyCaFile: config.http.clientCertHeader !== undefined ? config.http.proxyCaFile : undefined,
-    });
+    const apiServer = createApiServer(
+      apiApp,
+      {
+        certFile: config.http.tlsCertFile,
+        keyFile: config.http.tlsKeyFile,
+        clientCaFile: config.http.tlsClientCaFile,
+        allowConnectionsWithoutCertificate: config.http.clientCertHeader !== undefined,
+        proxyCaFile:
+          config.http.clientCertHeader !== undefined ? config.http.proxyCaFile : undefined,
+      },
+      config.http.limits,
+    );
     const adminApp = createAdminApp({
       logger,
-      readiness: () => readiness(db),
+      readiness: () => readiness(db, services.signer),
       routers: [metricsRouter(metrics), ...adminRouters(routeDeps)],
       metrics,
+      databaseOutage,
     });
-    const adminServer = createAdminServer(adminApp, config.http.adminTls);
+    const adminServer = createAdminServer(adminApp, config.http.adminTls, config.http.limits);
 
     const api = await listen(apiServer, config.http.host, config.http.port);
     const admin = await listen(adminServer, config.http.adminHost, config.http.adminPort).catch(
@@ -367,7 +384,16 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
-      (stopping ??= shutdown({ logger, config, db, apiServer, adminServer, tasks, services }));
+      (stopping ??= shutdown({
+        logger,
+        config,
+        db,
+        apiServer,
+        adminServer,
+        tasks,
+        services,
+        databaseOutage,
+      }));
     return {
       ...{ apiPort: api.port, adminPort: admin.port, adminAddress: admin.address },
       ...{ services, stop },
@@ -386,6 +412,7 @@ async function shutdown(parts: {
   adminServer: http.Server;
   tasks: { stop(): Promise<void> }[];
   services: Services;
+  databaseOutage: DatabaseOutage;
 }): Promise<void> {
   const { logger, config, db } = parts;
   const { closeGracefully } = await import('./http/listeners.js');
@@ -397,6 +424,7 @@ async function shutdown(parts: {
   ]);
   await Promise.all(parts.tasks.map((t) => t.stop()));
   await parts.services.signer.close();
+  parts.databaseOutage.close();
   await db.close();
   logger.info('stopped');
 }
@@ -435,8 +463,11 @@ export async function startDeliveryWorkers(deps: {
   return { outbox, push };
 }
 
-/** Ready when the database answers and its schema is current (/health/ready). */
-export async function readiness(db: Database): Promise<Readiness> {
+/**
+ * Ready when the database answers, its schema is current and (once started) the SET signing
+ * workers run (/health/ready).
+ */
+export async function readiness(db: Database, signer?: SetSigner): Promise<Readiness> {
   const checks: Readiness['checks'] = {};
   try {
     const pending = await pendingMigrations(db.knex);
@@ -446,6 +477,7 @@ export async function readiness(db: Database): Promise<Readiness> {
   } catch (err) {
     checks.database = { ok: false, detail: (err as Error).message };
   }
+  if (signer) checks.signing = await signer.check();
   return {
     ready: Object.values(checks).every((c) => c.ok) && checks.migrations !== undefined,
     checks,

@@ -198,6 +198,7 @@ export function registerCollectedGauges(metrics: Metrics, sources: MetricsSource
     },
   });
   registerDatabaseTotals(metrics, sources.knex);
+  registerTableGauges(registers, sources.knex);
   const longPolls = sources.longPolls;
   if (longPolls) {
     new client.Gauge({
@@ -527,4 +528,80 @@ async function readDatabaseTotals(knex: Knex): Promise<DatabaseTotals> {
     }
   }
   return t;
+}
+
+/**
+ * Table health for the hot tables (see migrations/20261201111000_autovacuum.ts): dead tuples,
+ * their share of the table, and the table's size on disk (indexes and TOAST included), read
+ * from pg_stat_user_tables at scrape time (at most every 30 s). One series per table of our
+ * schema: bounded.
+ */
+function registerTableGauges(registers: client.Registry[], knex: Knex): void {
+  let rows: TableStats[] = [];
+  let refreshing: Promise<void> | undefined;
+  let refreshedAt = 0;
+  const refresh = (): Promise<void> => {
+    if (refreshing) return refreshing;
+    if (Date.now() - refreshedAt < 30_000) return Promise.resolve();
+    refreshing = readTableStats(knex)
+      .then((r) => {
+        rows = r;
+        refreshedAt = Date.now();
+      })
+      .catch(() => {})
+      .finally(() => (refreshing = undefined));
+    return refreshing;
+  };
+  const gauge = (name: string, help: string, value: (t: TableStats) => number) =>
+    new client.Gauge({
+      name,
+      help,
+      labelNames: ['table'],
+      registers,
+      async collect() {
+        await refresh();
+        this.reset();
+        for (const t of rows) this.set({ table: t.table }, value(t));
+      },
+    });
+  gauge(
+    'ob_events_db_dead_tuples',
+    'Dead row versions per table (pg_stat_user_tables.n_dead_tup): what the next vacuum removes',
+    (t) => t.dead,
+  );
+  gauge(
+    'ob_events_db_dead_tuple_ratio',
+    'Dead row versions as a share of all row versions per table (0 to 1); high and rising: vacuum falls behind',
+    (t) => (t.dead + t.live === 0 ? 0 : t.dead / (t.dead + t.live)),
+  );
+  gauge(
+    'ob_events_db_table_bytes',
+    'Size on disk per table, indexes and TOAST included (pg_total_relation_size)',
+    (t) => t.bytes,
+  );
+  gauge(
+    'ob_events_db_last_vacuum_age_seconds',
+    'Seconds since the table was last vacuumed (manual or autovacuum); -1 when never',
+    (t) => (t.lastVacuum ? Math.max(0, (Date.now() - t.lastVacuum.getTime()) / 1000) : -1),
+  );
+}
+
+interface TableStats {
+  table: string;
+  live: number;
+  dead: number;
+  bytes: number;
+  lastVacuum: Date | null;
+}
+
+async function readTableStats(knex: Knex): Promise<TableStats[]> {
+  const { rows } = await knex.raw<{ rows: TableStats[] }>(
+    `SELECT relname AS "table", n_live_tup AS live, n_dead_tup AS dead,
+            pg_total_relation_size(relid) AS bytes,
+            greatest(last_vacuum, last_autovacuum) AS "lastVacuum"
+       FROM pg_stat_user_tables
+      WHERE schemaname = current_schema() AND relname NOT LIKE 'knex%'
+      ORDER BY relname`,
+  );
+  return rows;
 }

@@ -282,6 +282,18 @@ describe('loadConfig refuses bad values', () => {
       /namespaced URNs/,
     ],
     [
+      'the headers may take longer than the whole request',
+      { HTTP_HEADERS_TIMEOUT_MS: '30000', HTTP_REQUEST_TIMEOUT_MS: '20000' },
+      'HTTP_HEADERS_TIMEOUT_MS',
+      /must not exceed HTTP_REQUEST_TIMEOUT_MS/,
+    ],
+    [
+      'HTTP_MAX_CONNECTIONS_PER_ADDRESS is negative',
+      { HTTP_MAX_CONNECTIONS_PER_ADDRESS: '-1' },
+      'HTTP_MAX_CONNECTIONS_PER_ADDRESS',
+      /whole number/,
+    ],
+    [
       'only TLS_CERT_FILE is set',
       { TLS_CERT_FILE: '/etc/ob/server.crt' },
       'TLS_KEY_FILE',

@@ -59,9 +59,9 @@ async function expectVerifies(jws: string, jwks: JSONWebKeySet, payload: string,
 /** setSigner.js + setSignerWorker.js compiled side by side, as `npm run build` lays them out in dist/. */
 function compileToJavaScript(): string {
   const dir = path.join(ROOT, '.tmp', `set-signer-js-${process.pid}`);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const name of ['setSigner', 'setSignerWorker']) {
-    const source = fs.readFileSync(path.join(ROOT, 'src/crypto', `${name}.ts`), 'utf8');
+  fs.mkdirSync(path.join(dir, 'crypto'), { recursive: true });
+  for (const name of ['crypto/setSigner', 'crypto/setSignerWorker', 'errors']) {
+    const source = fs.readFileSync(path.join(ROOT, 'src', `${name}.ts`), 'utf8');
     const { outputText } = ts.transpileModule(source, {
       compilerOptions: {
         module: ts.ModuleKind.ES2022,
@@ -167,7 +167,7 @@ describe('SetSigner in worker threads run from compiled JavaScript (dist/ layout
   let dir: string;
   beforeAll(async () => {
     dir = compileToJavaScript();
-    const mod = (await import(pathToFileURL(path.join(dir, 'setSigner.js')).href)) as {
+    const mod = (await import(pathToFileURL(path.join(dir, 'crypto/setSigner.js')).href)) as {
       createSetSigner: typeof createSetSigner;
     };
     signer = mod.createSetSigner({ workers: 2 });

@@ -42,6 +42,7 @@ export function setHeader(kid: string, typ: SetTyp): string {
 }
 
 export function signBatch(task: SignTask): string[] {
+  if (task.payloads.length === 0) return []; // a readiness probe: the worker is up
   const key = cachedKey(task.kid, task.privatePem);
   const encodedHeader = b64url(setHeader(task.kid, task.typ));
   const options = {
@@ -56,4 +57,14 @@ export function signBatch(task: SignTask): string[] {
   });
 }
 
-export default signBatch;
+/** What a worker answers: signing errors (a bad key) travel as values, so that a rejected task
+ * always means the worker itself failed (see setSigner.ts). */
+export type SignResult = { sets: string[] } | { error: string };
+
+export default function signInWorker(task: SignTask): SignResult {
+  try {
+    return { sets: signBatch(task) };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}

@@ -50,6 +50,8 @@ export async function openDatabase(
   };
 }
 
+const CONNECTION_WARNING = /^(Acquire connection error|Connection Error)/;
+
 export function createKnex(
   connectionString: string,
   poolMax: number,
@@ -63,7 +65,11 @@ export function createKnex(
     acquireConnectionTimeout: 10_000,
     // knex's own warnings (pool, deprecations) go to our logger, not to stdout.
     log: {
-      warn: (m: unknown) => logger?.warn({ knex: String(m) }, 'knex'),
+      // Connection errors come once per query during an outage, which outage.ts logs once.
+      warn: (m: unknown) =>
+        CONNECTION_WARNING.test(String(m))
+          ? logger?.debug({ knex: String(m) }, 'knex')
+          : logger?.warn({ knex: String(m) }, 'knex'),
       error: (m: unknown) => logger?.error({ knex: String(m) }, 'knex'),
       deprecate: (m: unknown) => logger?.debug({ knex: String(m) }, 'knex'),
       debug: (m: unknown) => logger?.debug({ knex: String(m) }, 'knex'),

@@ -18,6 +18,9 @@ export const CHANNELS = {
 
 export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];
 
+const RECONNECT_FIRST_MS = 100;
+const RECONNECT_CAP_MS = 1_000;
+
 export interface Notifier {
   /** Starts listening on the channel (if not yet) and calls `handler` with each payload. */
   listen(channel: Channel, handler: (payload: string) => void): Promise<() => void>;
@@ -66,13 +69,20 @@ abstract class FanOut {
   }
 }
 
-/** One dedicated `pg.Client` that LISTENs, reconnecting with back-off when it drops. */
+/**
+ * One dedicated `pg.Client` that LISTENs, reconnecting when it drops: first after 100 ms, then
+ * doubling up to RECONNECT_CAP_MS, so that long polls wake within about a second of the database
+ * coming back (each resync wakes them all). An outage is logged once when the connection drops
+ * and once when it is back, not at every attempt.
+ */
 export class PgNotifier extends FanOut implements Notifier {
   private client: pg.Client | undefined;
   private connecting: Promise<void> | undefined;
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  private backoffMs = 100;
+  private backoffMs = RECONNECT_FIRST_MS;
+  private lostAt = 0;
+  private attempts = 0;
 
   constructor(
     private readonly connectionString: string,
@@ -102,6 +112,7 @@ export class PgNotifier extends FanOut implements Notifier {
       connectionString: this.connectionString,
       application_name: 'ob-events-listener',
       keepAlive: true,
+      connectionTimeoutMillis: 5_000, // an unreachable host must not stall the reconnect loop
     });
     client.on('notification', (n) => this.deliver(n.channel, n.payload ?? ''));
     client.on('error', (err) => this.lost(client, err));
@@ -114,13 +125,15 @@ export class PgNotifier extends FanOut implements Notifier {
       return;
     }
     this.client = client;
-    this.backoffMs = 100;
+    this.backoffMs = RECONNECT_FIRST_MS;
   }
 
   private lost(client: pg.Client, err: Error | undefined): void {
     if (this.client !== client) return;
     this.client = undefined;
     if (this.closed) return;
+    this.lostAt = Date.now();
+    this.attempts = 0;
     this.logger.warn({ err }, 'LISTEN connection lost; reconnecting');
     client.end().catch(() => {});
     this.scheduleReconnect();
@@ -130,14 +143,18 @@ export class PgNotifier extends FanOut implements Notifier {
     if (this.closed || this.reconnectTimer) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
+      this.attempts += 1;
       this.ensureConnected().then(
         () => {
-          this.logger.info('LISTEN connection re-established');
+          this.logger.info(
+            { downForMs: Date.now() - this.lostAt, attempts: this.attempts },
+            'LISTEN connection re-established',
+          );
           this.resync.emit('resync');
         },
         (err: unknown) => {
-          this.logger.warn({ err }, 'LISTEN reconnect failed');
-          this.backoffMs = Math.min(this.backoffMs * 2, 5_000);
+          this.logger.debug({ err, attempts: this.attempts }, 'LISTEN reconnect failed');
+          this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_CAP_MS);
           this.scheduleReconnect();
         },
       );

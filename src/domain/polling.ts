@@ -68,13 +68,18 @@ export class Polling {
       const remaining = deadline - Date.now();
       const waiter =
         longPoll && remaining > 0 ? this.deps.hub.register(clientId, remaining, signal) : undefined;
-      const result = await this.deps.deliveries.poll({
-        clientId,
-        acks: pending.acks,
-        setErrs: pending.setErrs,
-        limit: maxEvents,
-        leaseSeconds: config.leaseSeconds,
-      });
+      const result = await this.deps.deliveries
+        .poll({
+          clientId,
+          acks: pending.acks,
+          setErrs: pending.setErrs,
+          limit: maxEvents,
+          leaseSeconds: config.leaseSeconds,
+        })
+        .catch((err: unknown) => {
+          waiter?.cancel(); // the database failed (e.g. an outage: 503): stop waiting too
+          throw err;
+        });
       pending = { acks: [], setErrs: [] }; // applied: later looks only read
       if (result.sets.length > 0 || !waiter) {
         waiter?.cancel();

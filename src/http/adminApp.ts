@@ -2,7 +2,8 @@
 // bank-facing routes (metrics, publishing, deliveries) that later mount here.
 import express, { type Express, type Router } from 'express';
 import type { Logger } from '../logger.js';
-import { errorMapper, notFoundHandler } from './errorMapper.js';
+import type { DatabaseOutage } from '../db/outage.js';
+import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, type Metrics } from '../metrics.js';
 
@@ -16,12 +17,15 @@ export interface AdminAppDeps {
   readiness: () => Promise<Readiness>;
   routers: Router[];
   metrics?: Metrics;
+  /** Logs a database outage once; requests that hit it answer 503 (errorMapper.ts). */
+  databaseOutage?: DatabaseOutage;
 }
 
 export function createAdminApp(deps: AdminAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.locals[DATABASE_OUTAGE_LOCAL] = deps.databaseOutage;
   app.use(interactionId(deps.logger));
   if (deps.metrics) app.use(httpMetrics(deps.metrics, 'admin'));
   app.get('/health/live', (_req, res) => {

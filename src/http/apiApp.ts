@@ -5,7 +5,8 @@ import helmet from 'helmet';
 import type { RevocationLists } from '../crypto/revocation.js';
 import type { Logger } from '../logger.js';
 import { clientCertificate, type ProxyCertificateOptions } from './clientCertificate.js';
-import { errorMapper, notFoundHandler } from './errorMapper.js';
+import type { DatabaseOutage } from '../db/outage.js';
+import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, type Metrics } from '../metrics.js';
 
@@ -18,12 +19,15 @@ export interface ApiAppDeps {
   /** CRL_FILES: revoked client certificates are refused in both modes. */
   revocation?: RevocationLists | undefined;
   metrics?: Metrics;
+  /** Logs a database outage once; requests that hit it answer 503 (errorMapper.ts). */
+  databaseOutage?: DatabaseOutage;
 }
 
 export function createApiApp(deps: ApiAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.locals[DATABASE_OUTAGE_LOCAL] = deps.databaseOutage;
   app.use(interactionId(deps.logger));
   if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
   app.use(helmet());

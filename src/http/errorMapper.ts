@@ -4,17 +4,25 @@
 //   version's profile wants one).
 // - OAuthError: RFC 6749 §5.2 JSON for the token endpoint.
 // - body-parser and express-openapi-validator errors: the caller's fault, so 4xx.
+// - database unreachable (src/db/outage.ts) and ServiceUnavailableError: 503 with Retry-After, in
+//   the endpoint's shape (OAuth on /token); the outage is logged once, not per request.
 // - anything else: 500 with a generic body; the details go to the log only.
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import {
   AppError,
   OAuthError,
+  ServiceUnavailableError,
   UnauthenticatedError,
   type ErrorDetail,
   type ErrorKind,
   type ObErrorCode,
 } from '../errors.js';
 import { profileOf } from './apiProfiles.js';
+import {
+  DATABASE_RETRY_AFTER_SECONDS,
+  isDatabaseUnavailable,
+  type DatabaseOutage,
+} from '../db/outage.js';
 import { requestContext } from './context.js';
 
 export { obErrorBody, type ObErrorResponse } from './errorModels.js';
@@ -206,9 +214,48 @@ function sendRefusedValue(req: Request, res: Response, err: { code: string }): v
   sendAppError(res, new AppError('invalid_request', message));
 }
 
+/** Set on `res.locals.errorShape` by routes whose errors are OAuth JSON (the token endpoint). */
+export const OAUTH_ERROR_SHAPE = 'oauth';
+
+/**
+ * Where the one DatabaseOutage of the process hangs (`app.locals`), so that every app reports
+ * to it.
+ */
+export const DATABASE_OUTAGE_LOCAL = 'databaseOutage';
+
+function asServiceUnavailable(
+  err: unknown,
+  app: { locals: Record<string, unknown> },
+): ServiceUnavailableError | undefined {
+  if (err instanceof ServiceUnavailableError) return err;
+  if (!isDatabaseUnavailable(err)) return undefined;
+  (app.locals[DATABASE_OUTAGE_LOCAL] as DatabaseOutage | undefined)?.report(err);
+  return new ServiceUnavailableError(
+    'the service is temporarily unavailable; retry later',
+    DATABASE_RETRY_AFTER_SECONDS,
+  );
+}
+
+function sendServiceUnavailable(res: Response, err: ServiceUnavailableError): void {
+  res.setHeader('Retry-After', String(err.retryAfterSeconds));
+  if (res.locals.errorShape !== OAUTH_ERROR_SHAPE) {
+    sendAppError(res, err);
+    return;
+  }
+  const ctx = res.locals.ctx ? requestContext(res) : undefined;
+  if (err.internalReason) ctx?.log.info({ reason: err.internalReason, status: 503 }, err.message);
+  res.setHeader('Cache-Control', 'no-store');
+  res.status(503).json({ error: 'temporarily_unavailable', error_description: err.message });
+}
+
 export const errorMapper: ErrorRequestHandler = (err: unknown, req, res, next) => {
   if (res.headersSent) {
     next(err);
+    return;
+  }
+  const unavailable = asServiceUnavailable(err, req.app);
+  if (unavailable) {
+    sendServiceUnavailable(res, unavailable);
     return;
   }
   if (err instanceof AppError) {

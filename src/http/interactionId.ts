@@ -30,7 +30,8 @@ export function interactionId(logger: Logger): RequestHandler {
         status: res.statusCode,
         ms: Math.round(ms * 10) / 10,
       };
-      if (res.statusCode >= 500) ctx.log.error(line, 'request failed');
+      // 503 is an announced outage (logged once where it starts and ends), not a failure here.
+      if (res.statusCode >= 500 && res.statusCode !== 503) ctx.log.error(line, 'request failed');
       else if (QUIET.test(req.path)) ctx.log.debug(line, 'request');
       else ctx.log.info(line, 'request');
     });

@@ -1,10 +1,48 @@
 // The two listeners: the API (HTTPS, client certificate required and verified during the
 // handshake) and the admin listener (loopback by default; HTTPS when ADMIN_TLS_* is set).
+//
+// Both bound what one connection may hold (ConnectionLimits): a TLS handshake, the request
+// headers and the whole request each have a deadline; a connection with nothing in flight is
+// closed after the idle time-out (between keep-alive requests: the keep-alive time-out), while a
+// request in progress (a long poll waits silently up to LONG_POLL_SECONDS) gets that long plus the
+// idle time-out; and each listener caps its connections, in all and per client address, so that
+// idle or abusive clients cannot exhaust the process's file descriptors.
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
+
+export interface ConnectionLimits {
+  /** Until the request headers are complete (HTTP_HEADERS_TIMEOUT_MS). */
+  headersTimeoutMs: number;
+  /** Until the whole request (body included) is received (HTTP_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
+  /** An open connection between two requests (HTTP_KEEP_ALIVE_TIMEOUT_MS). */
+  keepAliveTimeoutMs: number;
+  /** A connection with no bytes and no request in flight (HTTP_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
+  /** The TLS handshake, API listener only (TLS_HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs: number;
+  /** Longest silent wait of a request in progress: the long poll (LONG_POLL_SECONDS). */
+  longPollMs: number;
+  /** Open connections per listener (HTTP_MAX_CONNECTIONS); 0: no cap. */
+  maxConnections: number;
+  /** Open connections per client IP address (HTTP_MAX_CONNECTIONS_PER_ADDRESS); 0: no cap. */
+  maxConnectionsPerAddress: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 60_000,
+  // Longer than typical load balancer idle timeouts, so the balancer closes first.
+  keepAliveTimeoutMs: 65_000,
+  idleTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  longPollMs: 20_000,
+  maxConnections: 4_096,
+  maxConnectionsPerAddress: 256,
+};
 
 // TLS 1.3 suites plus the TLS 1.2 AEAD suites recommended by BCP 195 / FAPI.
 const CIPHERS = [
@@ -36,7 +74,11 @@ export interface ApiTlsFiles {
   proxyCaFile?: string | undefined;
 }
 
-export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.Server {
+export function createApiServer(
+  app: RequestListener,
+  tls: ApiTlsFiles,
+  limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
+): https.Server {
   const server = https.createServer(
     {
       cert: fs.readFileSync(tls.certFile),
@@ -48,10 +90,11 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
       requestCert: true,
       rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
       ...API_TLS_OPTIONS,
+      handshakeTimeout: limits.handshakeTimeoutMs,
     },
     app,
   );
-  tuneTimeouts(server);
+  applyLimits(server, limits);
   return server;
 }
 
@@ -59,6 +102,7 @@ export function createApiServer(app: RequestListener, tls: ApiTlsFiles): https.S
 export function createAdminServer(
   app: RequestListener,
   tls?: { certFile: string; keyFile: string },
+  limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ): http.Server {
   const server = tls
     ? https.createServer(
@@ -72,14 +116,66 @@ export function createAdminServer(
         app,
       )
     : http.createServer(app);
-  tuneTimeouts(server);
+  applyLimits(server, limits);
   return server;
 }
 
-function tuneTimeouts(server: http.Server): void {
-  // Longer than typical load balancer idle timeouts, so the balancer closes first.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+function applyLimits(server: http.Server, limits: ConnectionLimits): void {
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
+  capPerAddress(server, limits.maxConnectionsPerAddress);
+  closeIdle(server, limits);
+}
+
+/**
+ * Node sets `server.timeout` on each connection as an inactivity timer (restarted by every byte
+ * and by each request) and, with a 'timeout' listener, leaves the decision to us: a connection
+ * with a request in progress may stay silent up to the long-poll time plus the idle time-out;
+ * any other is closed. (Node alone never closes a connection that sends nothing after the
+ * handshake: headersTimeout only counts once a request has begun.)
+ */
+function closeIdle(server: http.Server, limits: ConnectionLimits): void {
+  const busySince = new WeakMap<Socket, number>();
+  server.timeout = limits.idleTimeoutMs;
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    busySince.set(socket, Date.now());
+    res.once('close', () => busySince.delete(socket));
+  });
+  server.on('timeout', (socket: Socket) => {
+    const since = busySince.get(socket);
+    const budget = limits.longPollMs + limits.idleTimeoutMs;
+    if (since !== undefined && Date.now() - since < budget) {
+      socket.setTimeout(limits.idleTimeoutMs); // check again later
+      return;
+    }
+    socket.destroy();
+  });
+}
+
+/**
+ * Counts open connections per remote address (on the TCP socket, before any TLS work) and
+ * destroys those over the cap at once.
+ */
+function capPerAddress(server: http.Server, max: number): void {
+  if (max <= 0) return;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? 'unknown';
+    const n = (open.get(address) ?? 0) + 1;
+    if (n > max) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, n);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left <= 0) open.delete(address);
+      else open.set(address, left);
+    });
+  });
 }
 
 export function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {

@@ -9,6 +9,8 @@ import { parseEventInput, type EventInput } from '../domain/eventInput.js';
 import type { Publisher, PublishOutcome } from '../domain/publishing.js';
 import type { ActiveKey } from '../domain/signingKeys.js';
 import type { Logger } from '../logger.js';
+import { isDatabaseUnavailable } from '../db/outage.js';
+import { ServiceUnavailableError } from '../errors.js';
 
 const MAX_ATTEMPTS = 3;
 
@@ -40,6 +42,8 @@ export class OutboxWorker {
   private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => void) | undefined;
   private readonly batchSize: number;
+  /** Set while the database or the signing workers are unavailable (logged once). */
+  private paused = false;
 
   constructor(private readonly deps: OutboxWorkerDeps) {
     this.batchSize = deps.batchSize ?? 100;
@@ -77,7 +81,23 @@ export class OutboxWorker {
       return;
     }
     this.running = this.drain()
-      .catch((err: unknown) => this.deps.logger.error({ err }, 'outbox worker failed'))
+      .then(
+        () => {
+          if (this.paused) this.deps.logger.info('outbox worker resumed');
+          this.paused = false;
+        },
+        (err: unknown) => {
+          if (!isTransient(err)) this.deps.logger.error({ err }, 'outbox worker failed');
+          else if (!this.paused) {
+            // Once per outage: the sweep retries every few seconds until it passes.
+            this.paused = true;
+            this.deps.logger.warn(
+              { reason: (err as Error).message.split(' - ').pop() },
+              'outbox worker paused: database or signing unavailable; retrying',
+            );
+          }
+        },
+      )
       .then(() => {
         this.running = undefined;
         if (this.again) {
@@ -92,6 +112,7 @@ export class OutboxWorker {
     try {
       return await this.publishClaimed(this.batchSize);
     } catch (err) {
+      if (isTransient(err)) throw err; // not a bad row: the whole batch waits for the next sweep
       this.deps.logger.warn({ err }, 'outbox batch failed; publishing its rows one at a time');
       return this.processOneByOne();
     }
@@ -107,7 +128,7 @@ export class OutboxWorker {
         if (n === 0) break;
         done += 1;
       } catch (err) {
-        if (claimedId === undefined) throw err;
+        if (claimedId === undefined || isTransient(err)) throw err;
         await recordFailure(this.deps.knex, claimedId, (err as Error).message);
         this.deps.logger.error({ err, outboxId: claimedId }, 'outbox row could not be published');
       }
@@ -202,4 +223,9 @@ async function recordFailure(knex: Knex, id: number, message: string): Promise<v
       WHERE id = :id AND state = 'new'`,
     { id, error: `unexpected error: ${message}`.slice(0, 2000), max: MAX_ATTEMPTS },
   );
+}
+
+/** A failure of the database or the signing workers, not of the rows: retried as they are. */
+function isTransient(err: unknown): boolean {
+  return err instanceof ServiceUnavailableError || isDatabaseUnavailable(err);
 }

@@ -1,5 +1,6 @@
 // A background task that runs every `intervalMs` (first run after one interval), never two at
 // once, logs its failures and keeps going. stop() waits for a run in progress to finish.
+import { isDatabaseUnavailable } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 
 export interface PeriodicTask {
@@ -16,12 +17,21 @@ export function every(
 ): PeriodicTask {
   let running: Promise<void> | undefined;
   let stopped = false;
+  let databaseDown = false; // a database outage is logged once per task, not at every run
   const run = (): Promise<void> => {
     if (stopped) return Promise.resolve();
     running ??= task()
       .then(
-        () => undefined,
-        (err: unknown) => logger.error({ err, task: name }, 'background task failed'),
+        () => {
+          databaseDown = false;
+        },
+        (err: unknown) => {
+          if (!isDatabaseUnavailable(err))
+            logger.error({ err, task: name }, 'background task failed');
+          else if (!databaseDown)
+            logger.warn({ task: name }, 'background task skipped: database unavailable');
+          databaseDown ||= isDatabaseUnavailable(err);
+        },
       )
       .finally(() => (running = undefined));
     return running;

@@ -29,11 +29,12 @@ export async function worker(): Promise<void> {
   const admin = createAdminServer(
     createAdminApp({
       logger,
-      readiness: () => readiness(db),
+      readiness: () => readiness(db, services.signer),
       routers: [metricsRouter(metrics)],
       metrics,
     }),
     config.http.adminTls,
+    config.http.limits,
   );
   const bound = await listen(admin, config.http.adminHost, config.http.adminPort).catch(
     async (err: unknown) => {

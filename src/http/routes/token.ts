@@ -4,7 +4,7 @@ import { Router, type RequestHandler } from 'express';
 import { OAuthError } from '../../errors.js';
 import { parseTokenForm } from '../bodyPolicy.js';
 import { identifyClient, requestContext } from '../context.js';
-import { methodNotAllowed } from '../errorMapper.js';
+import { methodNotAllowed, OAUTH_ERROR_SHAPE } from '../errorMapper.js';
 import type { RouteDeps } from './index.js';
 
 // Body parser failures on this endpoint are OAuth errors, not OBIE ones.
@@ -54,6 +54,7 @@ export function tokenRouter(deps: RouteDeps): Router {
 }
 
 const noStore: RequestHandler = (_req, res, next) => {
+  res.locals.errorShape = OAUTH_ERROR_SHAPE; // a 503 here is OAuth JSON too (errorMapper.ts)
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Pragma', 'no-cache');
   next();
