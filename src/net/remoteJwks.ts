@@ -6,10 +6,9 @@
 // Each set is cached for CACHE_MS; a kid not in the cached set triggers one refetch, at most
 // once per REFETCH_COOLDOWN_MS per URL, so a flood of made-up kids costs the TPP's server one
 // request every half minute. When a refetch fails, the last good set is kept.
-import { Agent, request } from 'undici';
+import type { Agent, request } from 'undici';
 import type { JSONWebKeySet } from 'jose';
 import type { Clock } from '../clock.js';
-import { safeConnector } from '../push/safeConnector.js';
 
 /** A JWK Set is a few kilobytes; the cap bounds what a hostile URL can make us read and parse. */
 export const JWKS_MAX_BYTES = 64 * 1024;
@@ -38,17 +37,28 @@ interface Entry {
 }
 
 export class RemoteJwks {
-  private readonly agent: Agent;
+  // undici and the connector load on the first fetch: most CLI commands never fetch a JWK Set,
+  // and undici is ~1 MB of code to compile at start-up (issue 15: a command under 0.5 s).
+  private http: Promise<{ agent: Agent; request: typeof request }> | undefined;
   private readonly cache = new Map<string, Entry>();
 
-  constructor(private readonly opts: RemoteJwksOptions) {
-    this.agent = new Agent({
-      connect: safeConnector({
-        allowPrivate: opts.allowPrivate,
-        ca: opts.ca,
-        timeoutMs: TIMEOUT_MS,
-      }),
-    });
+  constructor(private readonly opts: RemoteJwksOptions) {}
+
+  private client(): Promise<{ agent: Agent; request: typeof request }> {
+    return (this.http ??= (async () => {
+      const [undici, { safeConnector }] = await Promise.all([
+        import('undici'),
+        import('../push/safeConnector.js'),
+      ]);
+      const agent = new undici.Agent({
+        connect: safeConnector({
+          allowPrivate: this.opts.allowPrivate,
+          ca: this.opts.ca,
+          timeoutMs: TIMEOUT_MS,
+        }),
+      });
+      return { agent, request: undici.request };
+    })());
   }
 
   /** Fetches and validates the set now (registration: a wrong URL is refused at once). */
@@ -80,7 +90,7 @@ export class RemoteJwks {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    if (this.http) await (await this.http).agent.close();
   }
 
   private remember(uri: string, entry: Entry): void {
@@ -98,8 +108,9 @@ export class RemoteJwks {
     if (url.protocol !== 'https:') throw new RemoteJwksError('jwks_uri must be https');
     let res: Awaited<ReturnType<typeof request>>;
     try {
+      const { agent, request } = await this.client();
       res = await request(url, {
-        dispatcher: this.agent,
+        dispatcher: agent,
         method: 'GET',
         headers: { accept: 'application/jwk-set+json, application/json' },
         headersTimeout: TIMEOUT_MS,
