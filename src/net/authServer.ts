@@ -12,7 +12,7 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { createRemoteJWKSet, customFetch, SignJWT, type JWTVerifyGetKey } from 'jose';
-import { Agent, fetch as undiciFetch, request } from 'undici';
+import type { Agent, buildConnector, fetch as undiciFetch, request } from 'undici';
 import type { Clock } from '../clock.js';
 import type { AuthServerConfig } from '../config.js';
 import { CLIENT_ASSERTION_TYPE } from '../crypto/clientAssertion.js';
@@ -36,7 +36,12 @@ export interface AuthServerMetadata {
 }
 
 export class AuthServer {
-  private readonly agent: Agent;
+  // The files are read at once (a wrong path fails at start); undici loads on the first request,
+  // so a CLI command that builds the services without calling the AS does not compile ~1 MB of
+  // HTTP client (issue 15: a command under 0.5 s).
+  private readonly connect: buildConnector.BuildOptions;
+  private http:
+    Promise<{ agent: Agent; fetch: typeof undiciFetch; request: typeof request }> | undefined;
   private metadataCache: { value: AuthServerMetadata; until: number } | undefined;
   private metadataInFlight: Promise<AuthServerMetadata> | undefined;
   private jwks: { uri: string; get: JWTVerifyGetKey } | undefined;
@@ -48,16 +53,22 @@ export class AuthServer {
   ) {
     const { caFile } = config;
     const { certFile, certKeyFile } = config.introspection;
-    this.agent = new Agent({
-      connect: {
-        ...(caFile ? { ca: fs.readFileSync(caFile) } : {}),
-        ...(certFile && certKeyFile
-          ? { cert: fs.readFileSync(certFile), key: fs.readFileSync(certKeyFile) }
-          : {}),
-        minVersion: 'TLSv1.2',
-        timeout: TIMEOUT_MS,
-      },
-    });
+    this.connect = {
+      ...(caFile ? { ca: fs.readFileSync(caFile) } : {}),
+      ...(certFile && certKeyFile
+        ? { cert: fs.readFileSync(certFile), key: fs.readFileSync(certKeyFile) }
+        : {}),
+      minVersion: 'TLSv1.2',
+      timeout: TIMEOUT_MS,
+    };
+  }
+
+  private client(): Promise<{ agent: Agent; fetch: typeof undiciFetch; request: typeof request }> {
+    return (this.http ??= import('undici').then((undici) => ({
+      agent: new undici.Agent({ connect: this.connect }),
+      fetch: undici.fetch,
+      request: undici.request,
+    })));
   }
 
   get issuer(): string {
@@ -88,11 +99,13 @@ export class AuthServer {
         cooldownDuration: AS_JWKS_COOLDOWN_MS,
         cacheMaxAge: AS_JWKS_CACHE_MS,
         timeoutDuration: TIMEOUT_MS,
-        [customFetch]: (url, options) =>
-          undiciFetch(url, {
+        [customFetch]: async (url, options) => {
+          const { agent, fetch } = await this.client();
+          return fetch(url, {
             ...(options as object),
-            dispatcher: this.agent,
-          } as unknown as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>,
+            dispatcher: agent,
+          } as unknown as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
+        },
       });
       this.jwks = { uri, get };
     }
@@ -149,7 +162,7 @@ export class AuthServer {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    if (this.http) await (await this.http).agent.close();
   }
 
   private async discover(): Promise<AuthServerMetadata> {
@@ -206,8 +219,9 @@ export class AuthServer {
     body?: string,
   ): Promise<{ status: number; text: string }> {
     try {
+      const { agent, request } = await this.client();
       const res = await request(url, {
-        dispatcher: this.agent,
+        dispatcher: agent,
         method,
         headers,
         body: body ?? null,
