@@ -86,6 +86,7 @@ await build({
   target: 'node20',
   outExtension: { '.js': '.mjs' },
   external: PACKAGE_EXTERNAL,
+  inject: [path.join(import.meta.dirname, 'bundle/navigator.mjs')],
   plugins: [originalImportMeta, otherKnexDialects],
   // Bundled CommonJS (knex, pg, lodash) calls require() for Node's built-ins; __obDirname: above.
   banner: {
