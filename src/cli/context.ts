@@ -94,7 +94,7 @@ export async function withServices<T>(
   const db = await openExistingDatabase(config, logger, 'ob-events-cli');
   try {
     const { buildServices } = await import('../main.js');
-    const services = buildServices(config, db, logger);
+    const services = buildServices(cliSigning(config), db, logger);
     try {
       return await fn(services, config, logger);
     } finally {
@@ -103,6 +103,16 @@ export async function withServices<T>(
   } finally {
     await db.close();
   }
+}
+
+/**
+ * A command signs a few SETs: starting signing worker threads (an isolate each, loading jose)
+ * costs more CPU than they save (~0.1 s of `events publish`, issue 15), so the CLI signs on the
+ * main thread unless SIGNING_WORKERS is set in its environment.
+ */
+export function cliSigning(config: Config): Config {
+  if (process.env.SIGNING_WORKERS) return config;
+  return { ...config, keys: { ...config.keys, signingWorkers: 0 } };
 }
 
 export function printJson(value: unknown): void {
