@@ -120,6 +120,25 @@ export const run: Bench = async (ctx) => {
           `CPU ${t.cpuP50} ms (${(t.cpuP50 / reference.cpuP50).toFixed(1)}× node -e 0)`,
       });
     }
+    // The same command from the unbundled dist/ (OB_EVENTS_NO_BUNDLE=1): what the bundle saves.
+    const unbundled = await measure(
+      process.execPath,
+      [SERVE_FLAGS, CLI, 'clients', 'list'],
+      { ...env, OB_EVENTS_NO_BUNDLE: '1' },
+      runs,
+    );
+    ctx.log(
+      `clients list, unbundled: p50 ${unbundled.p50.toFixed(0)} ms, CPU ${unbundled.cpuP50} ms`,
+    );
+    rows.push({
+      bench: 'cli',
+      metric: 'ob-events clients list, unbundled dist/, p50',
+      value: unbundled.p50,
+      unit: 'ms',
+      note:
+        `p90 ${unbundled.p90.toFixed(0)} ms; CPU ${unbundled.cpuP50} ms; OB_EVENTS_NO_BUNDLE=1 ` +
+        '(the ~700 files of dist/ and node_modules instead of the bundle)',
+    });
     // npx: npm resolves the package (reading node_modules) before it starts the same bin.
     const npx = await measure('npx', ['ob-events', '--version'], env, Math.min(runs, 5));
     rows.push({

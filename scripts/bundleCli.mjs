@@ -4,6 +4,8 @@
 // a few large files load much faster (issue 15: a command under 0.5 s). Each command's modules
 // stay in their own chunk (code splitting), so `--version` still loads almost nothing.
 // It bundles the compiled dist/ (not src/), so what runs is exactly what tsc emitted.
+// One difference from plain Node: `await import('some-commonjs-package')` gives only `default`
+// (module.exports) in the bundle, not the named exports; use `.default`, as src/net/*.ts do.
 //   node scripts/bundleCli.mjs
 import fs from 'node:fs';
 import path from 'node:path';

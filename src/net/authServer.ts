@@ -64,7 +64,8 @@ export class AuthServer {
   }
 
   private client(): Promise<{ agent: Agent; fetch: typeof undiciFetch; request: typeof request }> {
-    return (this.http ??= import('undici').then((undici) => ({
+    // CommonJS: its exports are on default, bundled or not.
+    return (this.http ??= import('undici').then(({ default: undici }) => ({
       agent: new undici.Agent({ connect: this.connect }),
       fetch: undici.fetch,
       request: undici.request,

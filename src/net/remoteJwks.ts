@@ -47,7 +47,7 @@ export class RemoteJwks {
   private client(): Promise<{ agent: Agent; request: typeof request }> {
     return (this.http ??= (async () => {
       const [undici, { safeConnector }] = await Promise.all([
-        import('undici'),
+        import('undici').then((m) => m.default), // CommonJS: its exports are on default, bundled or not
         import('../push/safeConnector.js'),
       ]);
       const agent = new undici.Agent({
