@@ -373,7 +373,8 @@ describe('ob-events CLI', () => {
       const r = await ob(['clients', 'list']);
       timings['clients list'] = r.ms;
       const list = json<ClientView[]>(r);
-      expect(list.map((c) => c.client_id)).toEqual(['tpp-jwt', 'tpp-mtls']);
+      // Every client the tests above registered, in registration order.
+      expect(list.map((c) => c.client_id)).toEqual(['tpp-jwt', 'tpp-mtls', 'tpp-pinned']);
     });
 
     it('when a client is revoked, then it prints the revoked client and the list shows it revoked', async () => {
