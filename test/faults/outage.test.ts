@@ -21,6 +21,8 @@ import {
 
 const REPLY_DELAY_MS = 150;
 const PUSH_LEASE_MS = 7_000; // 2 × PUSH_TIMEOUT_MS (1 s) + 5 s
+// Longer than the lease and than PUSH_WORKER_TIMEOUT_SECONDS (3 s in FAST): every SET in
+// flight at the stop could be taken over by the rule's clocks alone.
 const OUTAGE_MS = PUSH_LEASE_MS + 3_000;
 
 describe.skipIf(!clusterAvailable)('the database stopped for longer than a lease', () => {
