@@ -44,6 +44,9 @@ export const run: Bench = async (ctx) => {
 
     ctx.log(`GET ${PATH}: ${CONCURRENCY} workers, ${durationMs / 1000} s`);
     let cpuBefore = server.cpuMs();
+    // Distinct x-jws-signature values seen: how often ResponseSigner reused one (SIGNATURE_REUSE_MS).
+    const signatures = new Set<string>();
+    let signed = 0;
     const result = await closedLoop({
       onMeasureStart: () => (cpuBefore = server.cpuMs()),
       concurrency: CONCURRENCY,
@@ -55,9 +58,12 @@ export const run: Bench = async (ctx) => {
           headers: { authorization: `Bearer ${token}` },
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200 || !res.headers['x-jws-signature']) {
+        const signature = res.headers['x-jws-signature'];
+        if (res.statusCode !== 200 || typeof signature !== 'string') {
           throw new Error(`${res.statusCode} ${text}`);
         }
+        signatures.add(signature);
+        signed += 1;
         return true;
       },
     });
@@ -86,6 +92,13 @@ export const run: Bench = async (ctx) => {
         value: mainUs + otherUs,
         unit: 'µs',
         note: `event loop ${Math.round(mainUs)} µs, other threads ${Math.round(otherUs)} µs`,
+      },
+      {
+        bench: 'subscriptions',
+        metric: 'response signatures reused',
+        value: signed > 0 ? (1 - signatures.size / signed) * 100 : NaN,
+        unit: '%',
+        note: `${signatures.size} distinct signatures over ${signed} responses (warm-up included)`,
       },
       { bench: 'subscriptions', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
       {

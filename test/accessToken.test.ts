@@ -210,6 +210,15 @@ describe('requireAccessToken', () => {
     expectUnauthenticated(await get(tpp, forged));
   });
 
+  it('when a token verified (and remembered) for its owner is then presented over another certificate, then 401', async () => {
+    const thief = await createTestTpp(server);
+    agents.push(thief.agent);
+    const token = await tpp.accessToken();
+    expect((await get(tpp, token)).status).toBe(200);
+    expectUnauthenticated(await get(thief, token));
+    expect((await get(tpp, token)).status).toBe(200);
+  });
+
   it('when the client is revoked, then its unexpired token stops working at once on this replica', async () => {
     const leaver = await createTestTpp(server);
     agents.push(leaver.agent);
@@ -262,6 +271,20 @@ describe('requireAccessToken: expiry', () => {
     await app?.close();
     await server?.stop();
     await db?.drop();
+  });
+
+  it('when a token verified (and remembered) earlier has expired since, then 401', async () => {
+    clock.set(Date.now());
+    const token = await tpp.accessToken();
+    const get = () =>
+      call(tpp.agent, `${app.url}${SUBSCRIPTIONS}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+    expect((await get()).status).toBe(200);
+    clock.advance(30_000);
+    expect((await get()).status).toBe(200);
+    clock.advance((600 + 10 + 1) * 1000);
+    expectUnauthenticated(await get());
   });
 
   it('when the token has expired (beyond the clock tolerance), then 401', async () => {

@@ -373,6 +373,7 @@ describe('ob-events CLI', () => {
       const r = await ob(['clients', 'list']);
       timings['clients list'] = r.ms;
       const list = json<ClientView[]>(r);
+      // Every client the tests above registered, in registration order.
       expect(list.map((c) => c.client_id)).toEqual(['tpp-jwt', 'tpp-mtls', 'tpp-pinned']);
     });
 

@@ -129,6 +129,25 @@ describe('client lifecycle', () => {
       });
       expect(updated.body.jwks!.keys.map((k) => k.kid)).toEqual([newKey.kid]);
 
+      // A new transport certificate pinned, then every pin removed; the DN stays.
+      const pin = 'ab'.repeat(32);
+      const pinned = await admin('PATCH', '/admin/v1/clients/pipeline-tpp-1', {
+        tls_cert_thumbprints: [pin],
+      });
+      expect(pinned.status).toBe(200);
+      expect(pinned.body).toMatchObject({
+        tls_cert_thumbprints: [Buffer.from(pin, 'hex').toString('base64url')],
+        tls_client_auth_subject_dn: 'CN=pipeline-tpp-1,O=Example,C=GB',
+      });
+      const unpinned = await admin('PATCH', '/admin/v1/clients/pipeline-tpp-1', {
+        tls_cert_thumbprints: [],
+      });
+      expect(unpinned.body).toMatchObject({ tls_cert_thumbprints: [] });
+      const notAList = await admin('PATCH', '/admin/v1/clients/pipeline-tpp-1', {
+        tls_cert_thumbprints: pin,
+      });
+      expect(notAList.status).toBe(400);
+
       const list = (await admin('GET', '/admin/v1/clients')).body as unknown as {
         clients: ClientView[];
       };

@@ -60,6 +60,9 @@ describePostgres('pending-SET query plan with a million rows across a thousand c
         limit: 10,
         limitPlusOne: 11,
         leaseSeconds: 30,
+        // The poll also records its hand-outs (delivery history).
+        replica: 'test',
+        historyMaxPerSet: 50,
       },
     );
     const all = nodes(explained.rows[0]!['QUERY PLAN'][0].Plan);
@@ -102,6 +105,9 @@ describePostgres('pending-SET query plan with a million rows across a thousand c
         limit: 10,
         limitPlusOne: 11,
         leaseSeconds: 30,
+        // The poll also records its hand-outs (delivery history).
+        replica: 'test',
+        historyMaxPerSet: 50,
       },
     );
     const text = analyzed.rows.map((r) => r['QUERY PLAN']).join('\n');

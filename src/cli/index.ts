@@ -107,6 +107,12 @@ export function buildProgram(): Command {
       ]),
     )
     .option('--tls-subject-dn <dn>', 'RFC 4514 subject DN of the TPP certificate')
+    .option(
+      '--tls-cert-thumbprint <x5t>',
+      'pinned transport certificates: x5t#S256 or SHA-256 hex (repeatable; replace the current pins)',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option('--no-tls-cert-thumbprint', 'remove every pinned transport certificate')
     .option('--scopes <scopes>', 'space-separated scopes (replace the current ones)', collectScopes)
     .option('--name <name>', 'display name')
     .option('--signing-iss <iss>', 'expected http://openbanking.org.uk/iss of request signatures')

@@ -53,6 +53,8 @@ export interface ClientChanges {
   jwks?: unknown;
   jwksUri?: string | undefined;
   tlsSubjectDn?: string | null | undefined;
+  /** Pinned transport certificates (x5t#S256 or SHA-256 hex); `[]` removes every pin. */
+  tlsCertThumbprints?: string[] | undefined;
   scopes?: string[] | undefined;
   signingIss?: string | undefined;
 }
@@ -140,7 +142,7 @@ export class Clients {
         authMethod: changes.authMethod ?? current.authMethod,
         ...keys,
         tlsSubjectDn: dn ?? undefined,
-        tlsCertThumbprints: current.tlsCertThumbprints,
+        tlsCertThumbprints: changes.tlsCertThumbprints ?? current.tlsCertThumbprints,
         scopes: changes.scopes ?? current.scopes,
         signingIss: changes.signingIss ?? current.signingIss,
       },

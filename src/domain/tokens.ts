@@ -18,6 +18,7 @@ import {
   signAccessToken,
   verifyAccessToken,
   type AccessTokenPolicy,
+  type VerifiedAccessToken,
 } from '../crypto/accessTokens.js';
 import { certificateThumbprint } from '../crypto/certificateThumbprint.js';
 import {
@@ -50,6 +51,13 @@ export const CLIENT_AUTHENTICATION_FAILED = 'client authentication failed';
 const PURGE_BATCH = 1_000;
 const PURGE_MAX_BATCHES = 50;
 const VERIFICATION_KEY_CACHE_MS = 1_000;
+/**
+ * How long a verified access token (the exact string) is remembered, at most; never past its exp.
+ * Its signature and claims are then not checked again on each request: what can change (the
+ * client's status, the certificate it comes over, the key still being published) is.
+ */
+export const VERIFIED_TOKEN_CACHE_MS = 60_000;
+const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 
 export interface TokenRequest {
   /** The parsed form body (`express.urlencoded`), or undefined when there was none. */
@@ -105,6 +113,10 @@ interface AuthenticatedClient {
 
 export class Tokens {
   private readonly verificationKeys = new Map<string, { key: KeyObject; until: number }>();
+  private readonly verifiedTokens = new Map<
+    string,
+    { verified: VerifiedAccessToken; kid: string; until: number }
+  >();
   private readonly replayGuard: ReplayGuard;
 
   constructor(private readonly deps: TokensDeps) {
@@ -301,7 +313,40 @@ export class Tokens {
     };
   }
 
-  private async verifyToken(token: string) {
+  /**
+   * A token verified less than VERIFIED_TOKEN_CACHE_MS ago (and not expired since) is taken from
+   * the cache: a PS256 verification is most of a GET's CPU otherwise. Its key must still be
+   * published (KeyRing, cached 1 s as before), so a withdrawn key stops its tokens as quickly.
+   */
+  private async verifyToken(token: string): Promise<VerifiedAccessToken> {
+    const now = this.deps.clock.now();
+    const hit = this.verifiedTokens.get(token);
+    if (hit) {
+      if (hit.until > now && (await this.verificationKey(hit.kid))) return hit.verified;
+      this.verifiedTokens.delete(token);
+    }
+    let kid = '';
+    const verified = await this.verifyTokenSignature(token, (k) => {
+      kid = k;
+      return this.verificationKey(k);
+    });
+    const until = Math.min(verified.expiresAt * 1000, now + VERIFIED_TOKEN_CACHE_MS);
+    if (until > now) {
+      if (this.verifiedTokens.size >= VERIFIED_TOKEN_CACHE_MAX) this.evictVerified(now);
+      this.verifiedTokens.set(token, { verified, kid, until });
+    }
+    return verified;
+  }
+
+  private evictVerified(now: number): void {
+    for (const [k, v] of this.verifiedTokens) if (v.until <= now) this.verifiedTokens.delete(k);
+    if (this.verifiedTokens.size >= VERIFIED_TOKEN_CACHE_MAX) this.verifiedTokens.clear();
+  }
+
+  private async verifyTokenSignature(
+    token: string,
+    keyFor: (kid: string) => Promise<KeyObject | undefined>,
+  ): Promise<VerifiedAccessToken> {
     const policy: AccessTokenPolicy = {
       issuer: this.issuer,
       audience: this.audience,
@@ -309,9 +354,7 @@ export class Tokens {
       maxLifetimeSeconds: this.deps.config.auth.accessTokenTtlSeconds,
     };
     try {
-      return await verifyAccessToken(token, policy, this.deps.clock.now(), (kid) =>
-        this.verificationKey(kid),
-      );
+      return await verifyAccessToken(token, policy, this.deps.clock.now(), keyFor);
     } catch (err) {
       if (err instanceof AccessTokenError) {
         throw new UnauthenticatedError(

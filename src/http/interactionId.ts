@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
-import type { RequestContext } from './context.js';
+import { createRequestContext } from './context.js';
 
 export const INTERACTION_ID_HEADER = 'x-fapi-interaction-id';
 
@@ -19,10 +19,18 @@ export function interactionId(logger: Logger): RequestHandler {
     const given = req.get(INTERACTION_ID_HEADER);
     const id = given !== undefined && USABLE.test(given) ? given : randomUUID();
     res.setHeader(INTERACTION_ID_HEADER, id);
-    const ctx: RequestContext = { interactionId: id, log: logger.child({ interactionId: id }) };
+    const ctx = createRequestContext(logger, id);
     res.locals.ctx = ctx;
     const started = process.hrtime.bigint();
     res.on('finish', () => {
+      // 503 is an announced outage (logged once where it starts and ends), not a failure here.
+      const level =
+        res.statusCode >= 500 && res.statusCode !== 503
+          ? 'error'
+          : QUIET.test(req.path)
+            ? 'debug'
+            : 'info';
+      if (!logger.isLevelEnabled(level)) return; // no line, no child logger to make
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const line = {
         method: req.method,
@@ -30,10 +38,7 @@ export function interactionId(logger: Logger): RequestHandler {
         status: res.statusCode,
         ms: Math.round(ms * 10) / 10,
       };
-      // 503 is an announced outage (logged once where it starts and ends), not a failure here.
-      if (res.statusCode >= 500 && res.statusCode !== 503) ctx.log.error(line, 'request failed');
-      else if (QUIET.test(req.path)) ctx.log.debug(line, 'request');
-      else ctx.log.info(line, 'request');
+      ctx.log[level](line, level === 'error' ? 'request failed' : 'request');
     });
     next();
   };

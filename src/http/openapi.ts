@@ -19,6 +19,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import { AppError, detail, OAuthError } from '../errors.js';
 import { OBIE_JSON_LIMIT_BYTES, tokenFormBody } from './bodyPolicy.js';
 import { jsonBytes } from './jsonBytes.js';
+import { memoiseValidatorRouteRegexps } from './validatorRouteCache.js';
 
 export { rawBody } from './bodyPolicy.js';
 export const OPENAPI_PATH = '/open-banking/v3.1/openapi.json';
@@ -73,6 +74,7 @@ export function openApiValidator(
   validateResponses: boolean,
   ignore?: RegExp,
 ): RequestHandler[] {
+  memoiseValidatorRouteRegexps();
   return OpenApiValidator.middleware({
     apiSpec: structuredClone(openApi.document) as never,
     validateApiSpec: true,

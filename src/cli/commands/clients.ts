@@ -37,8 +37,13 @@ export async function clientsAdd(o: ClientsAddOptions): Promise<void> {
   });
 }
 
-export type ClientsUpdateOptions = Omit<ClientsAddOptions, 'clientId' | 'auth'> & {
+export type ClientsUpdateOptions = Omit<
+  ClientsAddOptions,
+  'clientId' | 'auth' | 'tlsCertThumbprint'
+> & {
   auth?: string;
+  /** Repeated --tls-cert-thumbprint; false with --no-tls-cert-thumbprint. */
+  tlsCertThumbprint?: string[] | false;
 };
 
 export async function clientsUpdate(id: string, o: ClientsUpdateOptions): Promise<void> {
@@ -52,6 +57,8 @@ export async function clientsUpdate(id: string, o: ClientsUpdateOptions): Promis
       jwksUri: o.jwksUri,
       authMethod: o.auth,
       tlsSubjectDn: o.tlsSubjectDn,
+      // --tls-cert-thumbprint X… replaces the pins; --no-tls-cert-thumbprint removes them.
+      tlsCertThumbprints: o.tlsCertThumbprint === false ? [] : o.tlsCertThumbprint,
       scopes: o.scopes,
       name: o.name,
       signingIss: o.signingIss,

@@ -33,6 +33,7 @@ const MEMBERS = [
   'jwks_uri',
   'token_endpoint_auth_method',
   'tls_client_auth_subject_dn',
+  'tls_cert_thumbprints',
   'scopes',
   'name',
   'signing_iss',
@@ -126,9 +127,21 @@ function toChanges(body: Record<string, unknown>): ClientChanges {
       'tls_client_auth_subject_dn',
     );
   }
+  const thumbprints = body.tls_cert_thumbprints;
+  if (
+    thumbprints !== undefined &&
+    (!Array.isArray(thumbprints) || !thumbprints.every((t): t is string => typeof t === 'string'))
+  ) {
+    throw invalid(
+      'UK.OBIE.Field.Invalid',
+      'tls_cert_thumbprints must be an array of strings',
+      'tls_cert_thumbprints',
+    );
+  }
   return {
     jwks: body.jwks,
     jwksUri: text('jwks_uri'),
+    tlsCertThumbprints: thumbprints,
     authMethod: text('token_endpoint_auth_method'),
     tlsSubjectDn: dn as string | null | undefined,
     scopes,

@@ -6,6 +6,7 @@ import { CLIENT_ASSERTION_ALGS } from '../../crypto/clientAssertion.js';
 import { KNOWN_SCOPES } from '../../domain/clients.js';
 import { CLIENT_CREDENTIALS } from '../../domain/tokens.js';
 import { methodNotAllowed } from '../errorMapper.js';
+import { sendPreparedJson } from '../jsonBytes.js';
 import type { RouteDeps } from './index.js';
 
 export const METADATA_PATHS = [
@@ -26,11 +27,13 @@ export function discoveryRouter(deps: RouteDeps): Router {
     scopes_supported: [...KNOWN_SCOPES],
     tls_client_certificate_bound_access_tokens: true,
   };
+  // The same bytes for every request: serialised once (still through res.json, for validation).
+  const metadataText = JSON.stringify(metadata);
   // Resource-server mode: the bank's AS is the authorization server; we publish no metadata.
   for (const path of deps.config.authServer ? [] : METADATA_PATHS) {
     router.get(path, (_req, res) => {
       res.setHeader('Cache-Control', 'public, max-age=300');
-      res.json(metadata);
+      sendPreparedJson(res, 200, metadata, metadataText);
     });
     router.all(path, methodNotAllowed(['GET']));
   }
