@@ -92,6 +92,9 @@ export async function startBenchServer(
       // Benchmarks measure throughput: per-client rate limits off (0).
       RATE_LIMIT_TOKENS_PER_MINUTE: '0',
       RATE_LIMIT_API_PER_SECOND: '0',
+      // The load generator is one address holding up to 1,100 connections (1,000 idle long
+      // polls): no per-address connection cap (HTTP_MAX_CONNECTIONS_PER_ADDRESS, default 256).
+      HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0',
       LOG_FORMAT: 'json',
       ...database.env,
       ...opts.env,
