@@ -704,32 +704,6 @@ export class PushStore {
     }
     return { ok: true, clientId: row.client_id };
   }
-
-  /** The attempts of one SET, oldest first (tests and operators). */
-  async attempts(jti: string): Promise<
-    {
-      attempt: number;
-      attemptedAt: Date;
-      worker: string;
-      interactionId: string;
-      statusCode: number | null;
-      latencyMs: number;
-      outcome: AttemptOutcome;
-      error: string | null;
-    }[]
-  > {
-    const rows = await this.knex('push_attempts').where({ jti }).orderBy('id');
-    return rows.map((r: Record<string, unknown>) => ({
-      attempt: r.attempt as number,
-      attemptedAt: r.attempted_at as Date,
-      worker: r.worker as string,
-      interactionId: r.interaction_id as string,
-      statusCode: r.status_code as number | null,
-      latencyMs: r.latency_ms as number,
-      outcome: r.outcome as AttemptOutcome,
-      error: r.error as string | null,
-    }));
-  }
 }
 
 function iso(d: Date | null): string | null {
