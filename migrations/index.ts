@@ -12,6 +12,7 @@ import * as clientLifecycle from './20261201140000_client_lifecycle.js';
 import * as operations from './20261201151000_operations.js';
 import * as subscriptionApiVersion from './20261201130000_subscription_api_version.js';
 import * as metricTotals from './20261201150000_metric_totals.js';
+import * as pollCandidates from './20261202100000_poll_candidates.js';
 
 export interface Migration {
   name: string;
@@ -31,4 +32,5 @@ export const migrations: readonly Migration[] = [
   clientLifecycle,
   metricTotals,
   operations,
+  pollCandidates,
 ];

@@ -66,14 +66,9 @@ WITH ${[withAcks ? ACKED_CTE : '', withErrs ? ERRORED_CTE : '']
     .map((c) => `${c},`)
     .join('\n')}
 candidates AS (
-  SELECT jti
-    FROM event_deliveries
-   WHERE client_id = :clientId AND state = 'pending'
-     AND (leased_until IS NULL OR leased_until <= now())
-     AND jti <> ALL(:resolved::uuid[])
-   ORDER BY jti
-   LIMIT :limitPlusOne
-     FOR UPDATE SKIP LOCKED
+  -- migrations/20261202100000_poll_candidates.ts: always a plain index scan (dead entries of
+  -- resolved SETs are then marked once, not re-read by every poll until a vacuum).
+  SELECT jti FROM poll_candidates(:clientId, :resolved::uuid[], :limitPlusOne)
 ), leased AS (
   UPDATE event_deliveries d
      SET leased_until = now() + make_interval(secs => :leaseSeconds), poll_count = d.poll_count + 1
