@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Router } from 'express';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createCertificateAuthority, issueCertificate } from '../src/crypto/devPki.js';
 import { createApiApp } from '../src/http/apiApp.js';
@@ -114,6 +114,42 @@ describe('fixed responses: discovery metadata', () => {
     }
   });
 
+  it('when the JWKS is fetched with a plain GET, then its bytes equal the express route, also after a key rotation', async () => {
+    const headers = { 'x-fapi-interaction-id': 'jwks-1' };
+    const compare = async () => {
+      const fast = await rawRequest(`${url}/jwks`, tpp, { headers });
+      const slow = await rawRequest(`${url}/jwks`, tpp, {
+        headers: { ...headers, ...VIA_EXPRESS },
+      });
+      expect(fast.status).toBe(200);
+      expect(fast).toEqual(slow);
+      return JSON.parse(fast.body) as { keys: { kid: string }[] };
+    };
+    await compare();
+    const rotated = await running.services.keys.rotate();
+    const after = await compare();
+    expect(after.keys.map((k) => k.kid)).toContain(rotated.kid);
+  });
+
+  it('when the key set cannot be read, then the JWKS request is answered by express exactly as before', async () => {
+    const headers = { 'x-fapi-interaction-id': 'jwks-failure-1' };
+    const spy = vi
+      .spyOn(running.services.keys, 'publicJwks')
+      .mockRejectedValue(new Error('key store unreachable'));
+    try {
+      const fast = await rawRequest(`${url}/jwks`, tpp, { headers });
+      const slow = await rawRequest(`${url}/jwks`, tpp, {
+        headers: { ...headers, ...VIA_EXPRESS },
+      });
+      expect(fast.status).toBeGreaterThanOrEqual(500);
+      expect(fast).toEqual(slow);
+      // Once for the fast path, once for the express route it fell back to; once for `slow`.
+      expect(spy).toHaveBeenCalledTimes(3);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('when HEAD is sent, then express answers it as before (405 with Allow: GET)', async () => {
     const res = await rawRequest(`${url}${METADATA_PATHS[0]!}`, tpp, { method: 'HEAD' });
     expect(res.status).toBe(405);
@@ -202,32 +238,34 @@ describe('fixed responses: refused exactly as before', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The refusal express gives for the same request on a path that has no fixed response. */
-  const expectRefusedAsJwks = async (
+  /** The refusal express gives for the same request (a query string always goes to express). */
+  const expectRefusedAsBefore = async (
     identity: { ca: string; cert?: string; key?: string },
     headers: Record<string, string> = {},
   ) => {
     const h = { 'x-fapi-interaction-id': 'refused-1', ...headers };
-    const res = await rawRequest(`${server.url}${p}`, identity, { headers: h });
-    const jwks = await rawRequest(`${server.url}/jwks`, identity, { headers: h });
-    expect(res.status).toBe(401);
-    expect(res).toEqual(jwks);
+    for (const path of [p, '/jwks']) {
+      const res = await rawRequest(`${server.url}${path}`, identity, { headers: h });
+      const viaExpress = await rawRequest(`${server.url}${path}?x=1`, identity, { headers: h });
+      expect(res.status).toBe(401);
+      expect(res).toEqual(viaExpress);
+    }
   };
 
-  it('when the client certificate is revoked, then discovery is refused (401) as before', async () => {
-    await expectRefusedAsJwks({ ca: pki.ca, cert: revoked.certPem, key: revoked.keyPem });
+  it('when the client certificate is revoked, then discovery and the JWKS are refused (401) as before', async () => {
+    await expectRefusedAsBefore({ ca: pki.ca, cert: revoked.certPem, key: revoked.keyPem });
   });
 
-  it('when the forwarded certificate is revoked, then discovery is refused (401) as before', async () => {
-    await expectRefusedAsJwks(proxy, { [HEADER]: encodeURIComponent(revoked.certPem) });
+  it('when the forwarded certificate is revoked, then discovery and the JWKS are refused (401) as before', async () => {
+    await expectRefusedAsBefore(proxy, { [HEADER]: encodeURIComponent(revoked.certPem) });
   });
 
-  it('when the proxy sends no certificate header, then discovery is refused (401) as before', async () => {
-    await expectRefusedAsJwks(proxy);
+  it('when the proxy sends no certificate header, then discovery and the JWKS are refused (401) as before', async () => {
+    await expectRefusedAsBefore(proxy);
   });
 
-  it('when a connection has no client certificate in proxy mode, then discovery is refused (401) as before', async () => {
-    await expectRefusedAsJwks({ ca: pki.ca });
+  it('when a connection has no client certificate in proxy mode, then discovery and the JWKS are refused (401) as before', async () => {
+    await expectRefusedAsBefore({ ca: pki.ca });
   });
 
   it('when the proxy forwards a good certificate, then discovery is answered', async () => {

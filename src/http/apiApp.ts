@@ -1,6 +1,6 @@
 // The API listener's request handler: the fixed public documents first (fixedResponses.ts: a
-// plain GET of the discovery metadata, answered with the bytes the route sends, after the same
-// checks), then the express app: interaction id and request log first, then security headers,
+// plain GET of the discovery metadata or the JWKS, answered with the bytes the route sends, after
+// the same checks), then the express app: interaction id and request log first, then security headers,
 // the client certificate, the routes, and the one error mapper last.
 import type { RequestListener } from 'node:http';
 import express, { type Router } from 'express';
@@ -54,6 +54,6 @@ export function createApiApp(deps: ApiAppDeps): RequestListener {
     record: deps.metrics && httpRequestRecorder(deps.metrics, 'api'),
   });
   return (req, res) => {
-    if (!fixed(req, res)) app(req, res);
+    if (!fixed(req, res, () => app(req, res))) app(req, res);
   };
 }

@@ -16,6 +16,7 @@ export const METADATA_PATHS = [
 ];
 
 const METADATA_CACHE_CONTROL = 'public, max-age=300';
+const JWKS_CACHE_CONTROL = 'public, max-age=60';
 
 export function discoveryRouter(deps: RouteDeps): Router {
   const router = Router();
@@ -41,26 +42,49 @@ export function discoveryRouter(deps: RouteDeps): Router {
     });
     router.all(path, methodNotAllowed(['GET']));
   }
-  // A plain GET of the metadata is answered before express with these bytes (fixedResponses.ts);
-  // the headers are the route's own, in its order (express adds Content-Length).
-  const body = Buffer.from(metadataText);
-  publishFixedDocuments(
-    router,
-    paths.map((path) => ({
-      path,
-      headers: [
-        ['Cache-Control', METADATA_CACHE_CONTROL],
-        ['Content-Type', 'application/json; charset=utf-8'],
-      ],
-      body,
-    })),
-  );
   router.get('/jwks', async (_req, res) => {
     const jwks = await deps.services.keys.publicJwks();
     // Short: verifiers should see a rotated key soon (they also refetch on an unknown kid).
-    res.setHeader('Cache-Control', 'public, max-age=60');
+    res.setHeader('Cache-Control', JWKS_CACHE_CONTROL);
     res.json(jwks);
   });
   router.all('/jwks', methodNotAllowed(['GET']));
+  // A plain GET of these paths is answered before express (fixedResponses.ts) with the bytes and
+  // headers (the routes' own, in their order; express adds Content-Length) these routes send. The
+  // JWKS is read from the key ring as above on every request (so never staler than the route) and
+  // serialised again only when a key changes.
+  const metadataBytes = Buffer.from(metadataText);
+  let last: { keys: unknown[]; body: Buffer } | undefined;
+  const jwksBytes = async (): Promise<Buffer> => {
+    const jwks = await deps.services.keys.publicJwks();
+    if (!last || !sameMembers(last.keys, jwks.keys)) {
+      last = { keys: jwks.keys, body: Buffer.from(JSON.stringify(jwks)) };
+    }
+    return last.body;
+  };
+  const json = 'application/json; charset=utf-8';
+  publishFixedDocuments(router, [
+    ...paths.map((path) => ({
+      path,
+      headers: [
+        ['Cache-Control', METADATA_CACHE_CONTROL],
+        ['Content-Type', json],
+      ] as [string, string][],
+      body: metadataBytes,
+    })),
+    {
+      path: '/jwks',
+      headers: [
+        ['Cache-Control', JWKS_CACHE_CONTROL],
+        ['Content-Type', json],
+      ],
+      body: jwksBytes,
+    },
+  ]);
   return router;
+}
+
+/** The same key objects in the same order: the key ring's cache returned the same keys. */
+function sameMembers(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
 }
