@@ -107,8 +107,15 @@ export interface RecordedResponse {
 // Node's http server writes these on every response: the bare server adds its own.
 const ADDED_BY_NODE = new Set(['date', 'connection', 'keep-alive']);
 
-/** One GET over mTLS with the demo TPP's certificate, as received (header spelling and order kept). */
-export function responseOf(url: string, pki: DevPkiFiles): Promise<RecordedResponse> {
+/**
+ * One GET over mTLS with the demo TPP's certificate (and `headers`, e.g. an Authorization), as
+ * received (header spelling and order kept).
+ */
+export function responseOf(
+  url: string,
+  pki: DevPkiFiles,
+  headers: Record<string, string> = {},
+): Promise<RecordedResponse> {
   return new Promise((resolve, reject) => {
     const req = https.get(
       url,
@@ -116,6 +123,7 @@ export function responseOf(url: string, pki: DevPkiFiles): Promise<RecordedRespo
         ca: fs.readFileSync(pki.caCert),
         cert: fs.readFileSync(pki.tppCert),
         key: fs.readFileSync(pki.tppKey),
+        headers,
         agent: false,
       },
       (res) => {
