@@ -130,13 +130,13 @@ export function responseOf(
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          const headers: string[] = [];
+          const kept: string[] = [];
           for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
             if (!ADDED_BY_NODE.has(res.rawHeaders[i]!.toLowerCase())) {
-              headers.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+              kept.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
             }
           }
-          resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks) });
+          resolve({ status: res.statusCode ?? 0, headers: kept, body: Buffer.concat(chunks) });
         });
         res.on('error', reject);
       },
