@@ -35,7 +35,10 @@ export interface FixedDocument {
 const FIXED = Symbol('fixedDocuments');
 type WithFixed = Router & { [FIXED]?: FixedDocument[] };
 
-/** Marks `router`'s GET answers for these paths as fixed (the router still serves them too). */
+/**
+ * Marks `router`'s GET answers for these paths as fixed (the router still serves them too). They
+ * are answered ahead of every router: publish only paths no earlier router treats differently.
+ */
 export function publishFixedDocuments(router: Router, documents: FixedDocument[]): Router {
   (router as WithFixed)[FIXED] = documents;
   return router;
