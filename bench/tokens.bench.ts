@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import type { JWK } from 'jose';
 import { request, type Dispatcher } from 'undici';
 import { closedLoop, machineCpu, mtlsAgent, type LoadResult } from './lib/load.js';
-import { rawPs256PerSecond, startBareHttpsServer } from './lib/references.js';
+import { rawPs256PerSecond, responseOf, startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer } from './lib/server.js';
 
@@ -81,13 +81,19 @@ export const run: Bench = async (ctx) => {
         return true;
       },
     );
-    // Reference: a bare node:https server, same TLS settings, answering the same bytes, loaded
-    // by the same generator with the same connection count.
-    const discovery = await request(`${server.url}/.well-known/openid-configuration`, {
-      dispatcher: agent,
-    });
-    const discoveryBody = Buffer.from(await discovery.body.arrayBuffer());
-    const bareServer = await startBareHttpsServer(server.pki, discoveryBody, 'application/json');
+    // Reference: a bare node:https server, same TLS settings, answering the same bytes (status,
+    // headers, body of a real discovery response), loaded by the same generator with the same
+    // connection count.
+    const discovery = await responseOf(
+      `${server.url}/.well-known/openid-configuration`,
+      server.pki,
+    );
+    const bareServer = await startBareHttpsServer(
+      server.pki,
+      discovery.body,
+      'application/json',
+      discovery.headers,
+    );
     const bareAgent = mtlsAgent(
       { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
       CONCURRENCY,

@@ -254,17 +254,35 @@ async function readDatabaseGauges(knex: Knex) {
 
 /** Counts and times every request by its route pattern (bounded cardinality). */
 export function httpMetrics(metrics: Metrics, listener: 'api' | 'admin'): RequestHandler {
+  const record = httpRequestRecorder(metrics, listener);
   return (req, res, next) => {
-    const end = metrics.httpDuration.startTimer();
+    const started = performance.now();
     res.on('finish', () => {
       const route = req.route
         ? `${req.baseUrl}${String((req.route as { path: string }).path)}`
         : 'unmatched';
-      const labels = { listener, route, method: req.method };
-      end(labels);
-      metrics.httpRequests.inc({ ...labels, status: String(res.statusCode) });
+      record(route, req.method, res.statusCode, (performance.now() - started) / 1000);
     });
     next();
+  };
+}
+
+/** Records one answered request in the HTTP series (also for responses sent without express). */
+export type HttpRequestRecorder = (
+  route: string,
+  method: string,
+  status: number,
+  seconds: number,
+) => void;
+
+export function httpRequestRecorder(
+  metrics: Metrics,
+  listener: 'api' | 'admin',
+): HttpRequestRecorder {
+  return (route, method, status, seconds) => {
+    const labels = { listener, route, method };
+    metrics.httpDuration.observe(labels, seconds);
+    metrics.httpRequests.inc({ ...labels, status: String(status) });
   };
 }
 

@@ -1,12 +1,17 @@
 // The references every benchmark measures in the same run, so that its figures read as ratios
 // (machines differ; ratios travel):
 // - a bare `node:https` server with ob-events' TLS settings (client certificate required, the same
-//   CA, certificate, ciphers), answering fixed bytes: what a request costs before any of our code;
+//   CA, certificate, ciphers), answering fixed bytes: what a request costs before any of our code.
+//   Given a real response of ours (responseOf), it answers the same status line, headers (in the
+//   same order and spelling) and body, and handles x-fapi-interaction-id as ours does (echoes a
+//   usable one, else makes a UUID): like for like;
 // - raw PS256 signing on one core: the one signature a token or a signed response needs;
 // - a pg-only drain: the lease-and-ack statement of aggregated polling, called straight from a
 //   pg pool, no HTTP (see polling.bench.ts).
 import { spawn } from 'node:child_process';
 import { constants, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
 import { API_TLS_OPTIONS } from '../../src/http/listeners.js';
 import type { DevPkiFiles } from '../../src/crypto/devPki.js';
 import { freePorts, processCpuMs } from './server.js';
@@ -22,14 +27,27 @@ export interface BareServer {
 const BARE_SERVER = `
 const https = require('node:https');
 const fs = require('node:fs');
+const { randomUUID } = require('node:crypto');
 const body = Buffer.from(process.env.BARE_BODY, 'base64');
 const tls = JSON.parse(process.env.BARE_TLS);
+const head = process.env.BARE_HEADERS ? JSON.parse(process.env.BARE_HEADERS) : undefined;
+const idAt = head ? head.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === 'x-fapi-interaction-id') : -1;
+const USABLE = /^[\\x21-\\x7e]{1,128}$/;
 const server = https.createServer(
   { ...tls, cert: fs.readFileSync(process.env.BARE_CERT), key: fs.readFileSync(process.env.BARE_KEY),
     ca: fs.readFileSync(process.env.BARE_CA), requestCert: true, rejectUnauthorized: true },
   (req, res) => {
     req.resume();
-    res.writeHead(200, { 'content-type': process.env.BARE_TYPE, 'content-length': body.length });
+    if (head) {
+      const headers = head.slice();
+      if (idAt >= 0) {
+        const given = req.headers['x-fapi-interaction-id'];
+        headers[idAt + 1] = given !== undefined && USABLE.test(given) ? given : randomUUID();
+      }
+      res.writeHead(200, headers);
+    } else {
+      res.writeHead(200, { 'content-type': process.env.BARE_TYPE, 'content-length': body.length });
+    }
     res.end(body);
   },
 );
@@ -37,11 +55,16 @@ server.keepAliveTimeout = 65000;
 server.listen(Number(process.env.BARE_PORT), '127.0.0.1', () => process.stdout.write('ready\\n'));
 `;
 
-/** Starts the bare server in its own process (so its CPU can be read like the server's). */
+/**
+ * Starts the bare server in its own process (so its CPU can be read like the server's). With
+ * `headers` (raw name/value pairs, as from responseOf) it sends those instead of a bare
+ * content-type and content-length.
+ */
 export async function startBareHttpsServer(
   pki: DevPkiFiles,
   body: Buffer,
   contentType: string,
+  headers?: string[],
 ): Promise<BareServer> {
   const [port] = await freePorts(1);
   const child = spawn(process.execPath, ['-e', BARE_SERVER], {
@@ -49,6 +72,7 @@ export async function startBareHttpsServer(
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       BARE_BODY: body.toString('base64'),
       BARE_TYPE: contentType,
+      ...(headers ? { BARE_HEADERS: JSON.stringify(headers) } : {}),
       BARE_TLS: JSON.stringify(API_TLS_OPTIONS),
       BARE_CERT: pki.serverCert,
       BARE_KEY: pki.serverKey,
@@ -71,6 +95,54 @@ export async function startBareHttpsServer(
       await exited;
     },
   };
+}
+
+export interface RecordedResponse {
+  status: number;
+  /** Raw header name/value pairs as sent, minus those node adds itself (Date, Connection, Keep-Alive). */
+  headers: string[];
+  body: Buffer;
+}
+
+// Node's http server writes these on every response: the bare server adds its own.
+const ADDED_BY_NODE = new Set(['date', 'connection', 'keep-alive']);
+
+/**
+ * One GET over mTLS with the demo TPP's certificate (and `headers`, e.g. an Authorization), as
+ * received (header spelling and order kept).
+ */
+export function responseOf(
+  url: string,
+  pki: DevPkiFiles,
+  headers: Record<string, string> = {},
+): Promise<RecordedResponse> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      url,
+      {
+        ca: fs.readFileSync(pki.caCert),
+        cert: fs.readFileSync(pki.tppCert),
+        key: fs.readFileSync(pki.tppKey),
+        headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const kept: string[] = [];
+          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+            if (!ADDED_BY_NODE.has(res.rawHeaders[i]!.toLowerCase())) {
+              kept.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+            }
+          }
+          resolve({ status: res.statusCode ?? 0, headers: kept, body: Buffer.concat(chunks) });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
 }
 
 /**

@@ -1,14 +1,22 @@
-// The API listener's express app: interaction id and request log first, then security headers,
+// The API listener's request handler: the fixed public documents first (fixedResponses.ts: a
+// plain GET of the discovery metadata or the JWKS, answered with the bytes the route sends, after
+// the same checks), then the express app: interaction id and request log first, then security headers,
 // the client certificate, the routes, and the one error mapper last.
-import express, { type Express, type Router } from 'express';
-import helmet from 'helmet';
+import type { RequestListener } from 'node:http';
+import express, { type Router } from 'express';
 import type { RevocationLists } from '../crypto/revocation.js';
 import type { Logger } from '../logger.js';
-import { clientCertificate, type ProxyCertificateOptions } from './clientCertificate.js';
+import {
+  clientCertificate,
+  clientCertificateCheck,
+  type ProxyCertificateOptions,
+} from './clientCertificate.js';
 import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
+import { fixedDocumentsOf, fixedResponder } from './fixedResponses.js';
 import { interactionId } from './interactionId.js';
-import { httpMetrics, type Metrics } from '../metrics.js';
+import { httpMetrics, httpRequestRecorder, type Metrics } from '../metrics.js';
+import { helmetHeaderSteps, securityHeaderPairs, securityHeaders } from './securityHeaders.js';
 
 export interface ApiAppDeps {
   logger: Logger;
@@ -23,17 +31,29 @@ export interface ApiAppDeps {
   databaseOutage?: DatabaseOutage;
 }
 
-export function createApiApp(deps: ApiAppDeps): Express {
+export function createApiApp(deps: ApiAppDeps): RequestListener {
+  const helmetSteps = helmetHeaderSteps();
+  const certificate = clientCertificateCheck(deps.proxyCertificate, deps.revocation);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.locals[DATABASE_OUTAGE_LOCAL] = deps.databaseOutage;
   app.use(interactionId(deps.logger));
   if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
-  app.use(helmet());
-  app.use(clientCertificate(deps.proxyCertificate, deps.revocation));
+  app.use(securityHeaders(helmetSteps));
+  app.use(clientCertificate(certificate));
   for (const router of deps.routers) app.use(router);
   app.use(notFoundHandler);
   app.use(errorMapper);
-  return app;
+
+  const fixed = fixedResponder({
+    documents: fixedDocumentsOf(deps.routers),
+    securityHeaders: securityHeaderPairs(helmetSteps),
+    certificate,
+    logger: deps.logger,
+    record: deps.metrics && httpRequestRecorder(deps.metrics, 'api'),
+  });
+  return (req, res) => {
+    if (!fixed(req, res, () => app(req, res))) app(req, res);
+  };
 }

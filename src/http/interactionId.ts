@@ -16,20 +16,13 @@ const QUIET = /^\/(health|metrics)\b/;
 
 export function interactionId(logger: Logger): RequestHandler {
   return (req, res, next) => {
-    const given = req.get(INTERACTION_ID_HEADER);
-    const id = given !== undefined && USABLE.test(given) ? given : randomUUID();
+    const id = interactionIdFor(req.get(INTERACTION_ID_HEADER));
     res.setHeader(INTERACTION_ID_HEADER, id);
     const ctx = createRequestContext(logger, id);
     res.locals.ctx = ctx;
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      // 503 is an announced outage (logged once where it starts and ends), not a failure here.
-      const level =
-        res.statusCode >= 500 && res.statusCode !== 503
-          ? 'error'
-          : QUIET.test(req.path)
-            ? 'debug'
-            : 'info';
+      const level = requestLogLevel(res.statusCode, req.path);
       if (!logger.isLevelEnabled(level)) return; // no line, no child logger to make
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const line = {
@@ -42,4 +35,16 @@ export function interactionId(logger: Logger): RequestHandler {
     });
     next();
   };
+}
+
+/** The caller's x-fapi-interaction-id when usable, else a new one. */
+export function interactionIdFor(given: string | undefined): string {
+  return given !== undefined && USABLE.test(given) ? given : randomUUID();
+}
+
+/** The level of a request's closing log line. */
+export function requestLogLevel(status: number, path: string): 'error' | 'info' | 'debug' {
+  // 503 is an announced outage (logged once where it starts and ends), not a failure here.
+  if (status >= 500 && status !== 503) return 'error';
+  return QUIET.test(path) ? 'debug' : 'info';
 }

@@ -137,17 +137,17 @@ function applyLimits(server: http.Server, limits: ConnectionLimits): void {
  * handshake: headersTimeout only counts once a request has begun.)
  */
 function closeIdle(server: http.Server, limits: ConnectionLimits): void {
-  const busySince = new WeakMap<Socket, number>();
+  // Each connection's latest request: read only when the connection times out (no per-request
+  // listener; a finished response means nothing is in flight).
+  const latest = new WeakMap<Socket, { res: http.ServerResponse; since: number }>();
   server.timeout = limits.idleTimeoutMs;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket;
-    busySince.set(socket, Date.now());
-    res.once('close', () => busySince.delete(socket));
+    latest.set(req.socket, { res, since: Date.now() });
   });
   server.on('timeout', (socket: Socket) => {
-    const since = busySince.get(socket);
+    const request = latest.get(socket);
     const budget = limits.longPollMs + limits.idleTimeoutMs;
-    if (since !== undefined && Date.now() - since < budget) {
+    if (request && !request.res.writableFinished && Date.now() - request.since < budget) {
       socket.setTimeout(limits.idleTimeoutMs); // check again later
       return;
     }
