@@ -1,4 +1,6 @@
 // The API listener: mutual TLS, interaction ids, security headers and the error shape.
+import { once } from 'node:events';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issueCertificate } from '../src/crypto/devPki.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -45,6 +47,33 @@ describe('API listener', () => {
     const agent = mtlsAgent({ ca: pki.ca, cert: rogue.certPem, key: rogue.keyPem });
     await expect(call(agent, `${server.url}/no-such-endpoint`)).rejects.toThrow();
     await agent.close();
+  });
+
+  it('when a client asks to renegotiate TLS (to swap certificates mid-connection), then it is refused', async () => {
+    const url = new URL(server.url);
+    const socket = tls.connect({
+      host: url.hostname,
+      port: Number(url.port),
+      ca: pki.ca,
+      cert: pki.tppCert,
+      key: pki.tppKey,
+      maxVersion: 'TLSv1.2', // TLS 1.3 has no renegotiation at all
+      servername: 'localhost',
+    });
+    await once(socket, 'secureConnect');
+    const outcome = await new Promise<string>((resolve) => {
+      socket.once('error', (err) => resolve(`error: ${err.message}`));
+      socket.once('close', () => resolve('closed'));
+      const asked = socket.renegotiate({}, (err) => {
+        if (!err) resolve('renegotiated');
+      });
+      if (!asked) resolve('not sent');
+      // The server meets the new handshake when it reads what follows.
+      socket.write('GET /.well-known/openid-configuration HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      socket.once('data', () => resolve('answered'));
+    });
+    socket.destroy();
+    expect(outcome).toMatch(/^(error|closed)/);
   });
 
   it('when the caller sends x-fapi-interaction-id, then the response echoes it', async () => {

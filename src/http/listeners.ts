@@ -12,6 +12,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 
 export interface ConnectionLimits {
   /** Until the request headers are complete (HTTP_HEADERS_TIMEOUT_MS). */
@@ -94,6 +95,9 @@ export function createApiServer(
     },
     app,
   );
+  // TLS 1.2 renegotiation could put another client certificate on a connection whose first one
+  // the request checks (clientCertificate.ts) have already read and cached: refuse it.
+  server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
   applyLimits(server, limits);
   return server;
 }
