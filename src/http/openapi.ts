@@ -3,14 +3,15 @@
 // (src/http/openapiDocuments.ts). Mounted once, ahead of every API route, as ordered steps:
 //   1. acceptJson        Accept must allow application/json, else 406
 //   2. tokenFormBody     the token endpoint's form body (POST /token only; src/http/bodyPolicy.ts)
-//   3. jsonBytes         lets signed responses send their exact bytes through res.json
-//   4. validator         the root paths (discovery, JWKS, token) against the document: unknown
+//   3. validator         the root paths (discovery, JWKS, token) against the document: unknown
 //                        path 404, wrong method 405 with Allow, then the request, strictly (no
 //                        coercion, no unknown query parameters, nothing removed); responses too
-//                        when VALIDATE_RESPONSES=true
-//   5. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
-// The OBIE paths (/open-banking/...) are validated inside their own routes, after the access token
-// and the body (src/http/routes/obieApi.ts): no body is read before authentication.
+//                        when VALIDATE_RESPONSES=true (then with jsonBytes ahead of it, which
+//                        lets signed responses send their exact bytes through res.json)
+//   4. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
+// The OBIE paths (/open-banking/...) never enter step 3: they are validated inside their own
+// routes, after the access token and the body (src/http/routes/obieApi.ts), so no body is read
+// before authentication and the root document's validator costs them nothing.
 // Validation failures go to the one error mapper (OBErrorResponse1, Path like Data.CallbackUrl).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -59,15 +60,28 @@ export function openApiRouter(opts: OpenApiRouterOptions): Router {
   const router = Router({ caseSensitive: true });
   router.use(acceptJson);
   router.post(TOKEN_PATH, tokenFormBody);
-  router.use(jsonBytes());
-  router.use(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS));
+  const validated = Router({ caseSensitive: true });
+  // `ignorePaths` too: a path the guard let through is still never validated against the root.
+  validated.use(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS));
+  router.use(rootPathsOnly(validated));
   router.use(tokenErrors);
   return router;
 }
 
+/** Runs `validated` for the root paths; an OBIE path goes on to its version's router. */
+function rootPathsOnly(validated: Router): RequestHandler {
+  return (req, res, next) => {
+    if (OBIE_PATHS.test(req.path)) next();
+    else validated(req, res, next);
+  };
+}
+
 /**
- * express-openapi-validator over `openApi`, strictly. Mounted globally for the root paths
- * (`ignore`: the OBIE paths) and inside each OBIE route, after its body was read.
+ * express-openapi-validator over `openApi`, strictly. Mounted for the root paths (`ignore`: the
+ * OBIE paths) and inside each OBIE route, after its body was read. No multipart step: no
+ * operation takes multipart, so multer never runs (its step was one more hop per request).
+ * jsonBytes only when responses are validated: otherwise nothing wraps res.json and
+ * sendPreparedJson sends its bytes directly.
  */
 export function openApiValidator(
   openApi: OpenApiDocument,
@@ -75,7 +89,7 @@ export function openApiValidator(
   ignore?: RegExp,
 ): RequestHandler[] {
   memoiseValidatorRouteRegexps();
-  return OpenApiValidator.middleware({
+  const validator = OpenApiValidator.middleware({
     apiSpec: structuredClone(openApi.document) as never,
     validateApiSpec: true,
     validateRequests: {
@@ -86,9 +100,11 @@ export function openApiValidator(
     validateResponses: validateResponses ? { coerceTypes: false, removeAdditional: false } : false,
     validateSecurity: false,
     validateFormats: true,
+    fileUploader: false,
     ignoreUndocumented: false,
     ...(ignore ? { ignorePaths: ignore } : {}),
   }) as RequestHandler[];
+  return validateResponses ? [jsonBytes(), ...validator] : validator;
 }
 
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
