@@ -67,7 +67,6 @@ export class ResponseSigner {
     }
     return signature;
   }
-
 }
 
 interface Reused {

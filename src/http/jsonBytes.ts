@@ -32,12 +32,33 @@ export function jsonBytes(): RequestHandler {
 /** Sends `text` (which must be JSON.stringify(body)) as `application/json; charset=utf-8`. */
 export function sendPreparedJson(res: Response, status: number, body: unknown, text: string): void {
   res.status(status);
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Type', JSON_UTF8);
   // express's own res.json lives on the prototype; an own one is a validator's wrapper.
-  if (!Object.hasOwn(res, 'json')) {
+  if (Object.hasOwn(res, 'json')) {
+    (res as WithPrepared)[PREPARED] = { body, text };
+    res.json(body);
+  } else if (plainSend(res)) {
+    // What res.send would do here, without re-parsing the Content-Type we just set.
+    res.setHeader('Content-Length', Buffer.byteLength(text));
+    res.end(text);
+  } else {
     res.send(text);
-    return;
   }
-  (res as WithPrepared)[PREPARED] = { body, text };
-  res.json(body);
+}
+
+const JSON_UTF8 = 'application/json; charset=utf-8';
+
+/**
+ * res.send answers a conditional request (If-None-Match, If-Modified-Since: `req.fresh`) with 304,
+ * a HEAD without a body, and adds an ETag where the app makes them; anything else gets exactly the
+ * status, Content-Type, Content-Length and bytes that the fast path sends.
+ */
+function plainSend(res: Response): boolean {
+  const { method, headers } = res.req;
+  return (
+    method !== 'HEAD' &&
+    headers['if-none-match'] === undefined &&
+    headers['if-modified-since'] === undefined &&
+    res.app.get('etag fn') === undefined
+  );
 }

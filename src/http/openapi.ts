@@ -9,9 +9,10 @@
 //                        when VALIDATE_RESPONSES=true (then with jsonBytes ahead of it, which
 //                        lets signed responses send their exact bytes through res.json)
 //   4. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
-// The OBIE paths (/open-banking/...) never enter step 3: they are validated inside their own
-// routes, after the access token and the body (src/http/routes/obieApi.ts), so no body is read
-// before authentication and the root document's validator costs them nothing.
+// The OBIE paths (/open-banking/...) leave after step 1 for their version's router
+// (src/http/routes/obieApi.ts), where they are validated inside their own routes, after the access
+// token and the body: no body is read before authentication, and the root document's steps and
+// routers (discovery, token) cost them nothing.
 // Validation failures go to the one error mapper (OBErrorResponse1, Path like Data.CallbackUrl).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -54,25 +55,61 @@ export interface OpenApiRouterOptions {
   openApi: OpenApiDocument;
   /** VALIDATE_RESPONSES: check every response against the document (tests, staging). */
   validateResponses: boolean;
+  /**
+   * The OBIE version routers (src/http/routes/obieApi.ts): an /open-banking/ request goes there
+   * straight after Accept, and never meets the root paths' form parser, validator or routers.
+   */
+  obieApis: RequestHandler;
 }
 
 export function openApiRouter(opts: OpenApiRouterOptions): Router {
   const router = Router({ caseSensitive: true });
   router.use(acceptJson);
+  router.use(obieApisFirst(opts.obieApis));
   router.post(TOKEN_PATH, tokenFormBody);
-  const validated = Router({ caseSensitive: true });
-  // `ignorePaths` too: a path the guard let through is still never validated against the root.
-  validated.use(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS));
-  router.use(rootPathsOnly(validated));
+  // One step (not one router layer per validator middleware), and no nested router: a router
+  // that a request leaves unanswered hands it on through setImmediate.
+  // `ignorePaths` as well: an OBIE path in another spelling is never validated against the root.
+  router.use(inSequence(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS)));
   router.use(tokenErrors);
   return router;
 }
 
-/** Runs `validated` for the root paths; an OBIE path goes on to its version's router. */
-function rootPathsOnly(validated: Router): RequestHandler {
+/** /open-banking/… (any spelling) to the OBIE version routers; the root paths go on. */
+function obieApisFirst(obieApis: RequestHandler): RequestHandler {
   return (req, res, next) => {
-    if (OBIE_PATHS.test(req.path)) next();
-    else validated(req, res, next);
+    if (OBIE_PATHS.test(req.path)) obieApis(req, res, next);
+    else next();
+  };
+}
+
+/**
+ * `handlers` run in order as one middleware, as express would run them (a thrown error or a
+ * rejected promise goes to `next`), without a router layer each.
+ */
+function inSequence(handlers: readonly RequestHandler[]): RequestHandler {
+  return (req, res, next) => {
+    let i = 0;
+    const step = (err?: unknown): void => {
+      if (err) {
+        next(err);
+        return;
+      }
+      const handler = handlers[i++];
+      if (!handler) {
+        next();
+        return;
+      }
+      try {
+        const ret = handler(req, res, step) as unknown;
+        if (ret instanceof Promise) {
+          ret.catch((error: unknown) => next(error ?? new Error('Rejected promise')));
+        }
+      } catch (error) {
+        next(error);
+      }
+    };
+    step();
   };
 }
 
