@@ -141,8 +141,17 @@ export function openApiValidator(
     ignoreUndocumented: false,
     ...(ignore ? { ignorePaths: ignore } : {}),
   }) as RequestHandler[];
-  return validateResponses ? [jsonBytes(), ...validator] : validator;
+  const steps = validator.filter((step) => !NO_OP_STEPS.has(step.name));
+  return validateResponses ? [jsonBytes(), ...steps] : steps;
 }
+
+/**
+ * The validator's steps that do nothing here, each one more promise hop per request:
+ * security (validateSecurity is off: the access token has its own step) and path parameters
+ * (app.param callbacks, which only reach routes on the app itself; every route here is on a
+ * router of its own, and the request step sets the path parameters it validated).
+ */
+const NO_OP_STEPS = new Set(['securityMiddleware', 'pathParamsMiddleware']);
 
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
 const acceptJson: RequestHandler = (req, _res, next) => {

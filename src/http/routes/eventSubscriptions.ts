@@ -99,7 +99,10 @@ export function eventSubscriptionRoutes(
     Meta: {},
   });
 
-  router.post(EVENT_SUBSCRIPTIONS, authorised, ...body, async (req, res) => {
+  const collection = router.route(EVENT_SUBSCRIPTIONS);
+  const item = router.route(ITEM);
+
+  collection.post(authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { Data } = req.body as CreateRequest;
     const created = await subscriptions.create(clientIdOf(res), api, {
@@ -110,14 +113,14 @@ export function eventSubscriptionRoutes(
     await sendSigned(res, 201, one(created));
   });
 
-  router.get(EVENT_SUBSCRIPTIONS, authorised, ...body, async (_req, res) => {
+  collection.get(authorised, ...body, async (_req, res) => {
     const found = await subscriptions.getThrough(clientIdOf(res), api);
     let answer = found ? listings.get(found) : noListing;
     if (!answer) listings.set(found!, (answer = listing(found)));
     await sendSigned(res, 200, answer.payload, answer.text);
   });
 
-  router.put(ITEM, authorised, ...body, async (req, res) => {
+  item.put(authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { EventSubscriptionId } = req.params as ItemPath;
     const { Data } = req.body as ChangeRequest;
@@ -130,14 +133,15 @@ export function eventSubscriptionRoutes(
     await sendSigned(res, 200, one(replaced));
   });
 
-  router.delete(ITEM, authorised, ...body, async (req, res) => {
+  item.delete(authorised, ...body, async (req, res) => {
     const { EventSubscriptionId } = req.params as ItemPath;
     await subscriptions.delete(clientIdOf(res), api, EventSubscriptionId);
     res.status(204).end();
   });
 
-  router.all(EVENT_SUBSCRIPTIONS, methodNotAllowed(['POST', 'GET']));
-  router.all(ITEM, methodNotAllowed(['PUT', 'DELETE']));
+  // One route per path (one router layer each); another method is 405 with Allow.
+  collection.all(methodNotAllowed(['POST', 'GET']));
+  item.all(methodNotAllowed(['PUT', 'DELETE']));
 }
 
 /** OBIE field order; optional members left out when they have no value. */

@@ -45,11 +45,13 @@ function versionRouter(deps: RouteDeps, profile: ApiProfile, openApi: OpenApiDoc
     selectProfile(res, profile);
     next();
   });
-  api.get(OPENAPI_DOCUMENT, (_req, res) => {
-    res.setHeader('Cache-Control', 'public, max-age=300');
-    res.type('application/json').send(openApi.text);
-  });
-  api.all(OPENAPI_DOCUMENT, methodNotAllowed(['GET']));
+  api
+    .route(OPENAPI_DOCUMENT)
+    .get((_req, res) => {
+      res.setHeader('Cache-Control', 'public, max-age=300');
+      res.type('application/json').send(openApi.text);
+    })
+    .all(methodNotAllowed(['GET']));
   api.use(authenticateCaller(deps));
   if (profile.payloadVersionHeader) api.use(payloadVersion);
 
