@@ -70,7 +70,10 @@ export function openApiRouter(opts: OpenApiRouterOptions): Router {
   // One step (not one router layer per validator middleware), and no nested router: a router
   // that a request leaves unanswered hands it on through setImmediate.
   // `ignorePaths` as well: an OBIE path in another spelling is never validated against the root.
-  router.use(inSequence(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS)));
+  const rootPaths = (path: string) => !OBIE_PATHS.test(path);
+  router.use(
+    inSequence(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS, rootPaths)),
+  );
   router.use(tokenErrors);
   return router;
 }
@@ -115,7 +118,8 @@ function inSequence(handlers: readonly RequestHandler[]): RequestHandler {
 
 /**
  * express-openapi-validator over `openApi`, strictly. Mounted for the root paths (`ignore`: the
- * OBIE paths) and inside each OBIE route, after its body was read. No multipart step: no
+ * OBIE paths; `paths`: the root ones) and inside each OBIE route, after its body was read
+ * (`paths`: its version's). No multipart step: no
  * operation takes multipart, so multer never runs (its step was one more hop per request).
  * jsonBytes only when responses are validated: otherwise nothing wraps res.json and
  * sendPreparedJson sends its bytes directly.
@@ -124,10 +128,11 @@ export function openApiValidator(
   openApi: OpenApiDocument,
   validateResponses: boolean,
   ignore?: RegExp,
+  paths?: (path: string) => boolean,
 ): RequestHandler[] {
   memoiseValidatorRouteRegexps();
   const validator = OpenApiValidator.middleware({
-    apiSpec: structuredClone(openApi.document) as never,
+    apiSpec: withPaths(structuredClone(openApi.document), paths) as never,
     validateApiSpec: true,
     validateRequests: {
       coerceTypes: false,
@@ -143,6 +148,22 @@ export function openApiValidator(
   }) as RequestHandler[];
   const steps = validator.filter((step) => !NO_OP_STEPS.has(step.name));
   return validateResponses ? [jsonBytes(), ...steps] : steps;
+}
+
+/**
+ * The document with only the paths this validator can be asked about (`paths`): it looks a
+ * request's route up by trying each path of its document in turn, on every request.
+ */
+function withPaths(
+  document: Record<string, unknown>,
+  paths: ((path: string) => boolean) | undefined,
+): Record<string, unknown> {
+  if (!paths) return document;
+  const all = document.paths as Record<string, unknown>;
+  return {
+    ...document,
+    paths: Object.fromEntries(Object.entries(all).filter(([path]) => paths(path))),
+  };
 }
 
 /**

@@ -55,7 +55,9 @@ function versionRouter(deps: RouteDeps, profile: ApiProfile, openApi: OpenApiDoc
   api.use(authenticateCaller(deps));
   if (profile.payloadVersionHeader) api.use(payloadVersion);
 
-  const body = [obieJsonBody, ...openApiValidator(openApi, deps.config.http.validateResponses)];
+  const ours = (path: string) => path.startsWith(`${profile.basePath}/`);
+  const validator = openApiValidator(openApi, deps.config.http.validateResponses, undefined, ours);
+  const body = [obieJsonBody, ...validator];
   eventSubscriptionRoutes(api, deps, profile, body);
   eventsRoutes(api, { ...deps, polling: deps.services.polling }, body);
   api.use((req, _res, next) => {
