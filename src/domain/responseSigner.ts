@@ -9,6 +9,11 @@
 // A PS256 signature costs about half a millisecond of CPU, more than the rest of a GET. The same
 // bytes signed with the same key within a few seconds get the same signature again: its iat is
 // then at most SIGNATURE_REUSE_MS old, still "in the past and recent" to any verifier.
+//
+// The reuse cache is keyed by the text itself (a Map hashes a string once, far cheaper than the
+// SHA-256 it replaces) and remembers the kid it was signed with: a rotated key signs afresh.
+// Texts longer than MAX_CACHED_TEXT are keyed by their SHA-256 (in a map of their own), so the
+// cache stays small.
 import { createHash } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.js';
 import { signDetached } from '../crypto/detachedJws.js';
@@ -16,6 +21,7 @@ import type { ActiveKey } from './signingKeys.js';
 
 export const SIGNATURE_REUSE_MS = 5_000;
 const MAX_CACHED = 5_000;
+const MAX_CACHED_TEXT = 4_096;
 
 export interface ResponseSignerDeps {
   keys: { activeKey(): Promise<ActiveKey> };
@@ -29,7 +35,10 @@ export interface ResponseSignerDeps {
 }
 
 export class ResponseSigner {
-  private readonly cache = new Map<string, { signature: string; until: number }>();
+  /** Short texts, by the text itself. */
+  private readonly byText = new Map<string, Reused>();
+  /** Long texts, by their SHA-256. */
+  private readonly byDigest = new Map<string, Reused>();
   private readonly reuseMs: number;
 
   constructor(private readonly deps: ResponseSignerDeps) {
@@ -40,27 +49,35 @@ export class ResponseSigner {
   async sign(text: string): Promise<string> {
     const key = await this.deps.keys.activeKey();
     const now = this.deps.clock.now();
-    const cacheKey = this.reuseMs > 0 ? `${key.kid}:${digest(text)}` : undefined;
-    if (cacheKey) {
-      const hit = this.cache.get(cacheKey);
-      if (hit && hit.until > now) return hit.signature;
+    const short = text.length <= MAX_CACHED_TEXT;
+    const cache = short ? this.byText : this.byDigest;
+    const cacheKey = this.reuseMs > 0 ? (short ? text : digest(text)) : undefined;
+    if (cacheKey !== undefined) {
+      const hit = cache.get(cacheKey);
+      if (hit && hit.until > now && hit.kid === key.kid) return hit.signature;
     }
     const signature = await signDetached(Buffer.from(text, 'utf8'), key, {
       iss: this.deps.iss,
       tan: this.deps.tan,
       iat: epochSeconds(this.deps.clock),
     });
-    if (cacheKey) {
-      if (this.cache.size >= MAX_CACHED) this.evictExpired(now);
-      this.cache.set(cacheKey, { signature, until: now + this.reuseMs });
+    if (cacheKey !== undefined) {
+      if (cache.size >= MAX_CACHED) evictExpired(cache, now);
+      cache.set(cacheKey, { kid: key.kid, signature, until: now + this.reuseMs });
     }
     return signature;
   }
+}
 
-  private evictExpired(now: number): void {
-    for (const [k, v] of this.cache) if (v.until <= now) this.cache.delete(k);
-    if (this.cache.size >= MAX_CACHED) this.cache.clear();
-  }
+interface Reused {
+  kid: string;
+  signature: string;
+  until: number;
+}
+
+function evictExpired(cache: Map<string, Reused>, now: number): void {
+  for (const [k, v] of cache) if (v.until <= now) cache.delete(k);
+  if (cache.size >= MAX_CACHED) cache.clear();
 }
 
 function digest(text: string): string {

@@ -3,14 +3,16 @@
 // (src/http/openapiDocuments.ts). Mounted once, ahead of every API route, as ordered steps:
 //   1. acceptJson        Accept must allow application/json, else 406
 //   2. tokenFormBody     the token endpoint's form body (POST /token only; src/http/bodyPolicy.ts)
-//   3. jsonBytes         lets signed responses send their exact bytes through res.json
-//   4. validator         the root paths (discovery, JWKS, token) against the document: unknown
+//   3. validator         the root paths (discovery, JWKS, token) against the document: unknown
 //                        path 404, wrong method 405 with Allow, then the request, strictly (no
 //                        coercion, no unknown query parameters, nothing removed); responses too
-//                        when VALIDATE_RESPONSES=true
-//   5. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
-// The OBIE paths (/open-banking/...) are validated inside their own routes, after the access token
-// and the body (src/http/routes/obieApi.ts): no body is read before authentication.
+//                        when VALIDATE_RESPONSES=true (then with jsonBytes ahead of it, which
+//                        lets signed responses send their exact bytes through res.json)
+//   4. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
+// The OBIE paths (/open-banking/...) leave after step 1 for their version's router
+// (src/http/routes/obieApi.ts), where they are validated inside their own routes, after the access
+// token and the body: no body is read before authentication, and the root document's steps and
+// routers (discovery, token) cost them nothing.
 // Validation failures go to the one error mapper (OBErrorResponse1, Path like Data.CallbackUrl).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -53,30 +55,84 @@ export interface OpenApiRouterOptions {
   openApi: OpenApiDocument;
   /** VALIDATE_RESPONSES: check every response against the document (tests, staging). */
   validateResponses: boolean;
+  /**
+   * The OBIE version routers (src/http/routes/obieApi.ts): an /open-banking/ request goes there
+   * straight after Accept, and never meets the root paths' form parser, validator or routers.
+   */
+  obieApis: RequestHandler;
 }
 
 export function openApiRouter(opts: OpenApiRouterOptions): Router {
   const router = Router({ caseSensitive: true });
   router.use(acceptJson);
+  router.use(obieApisFirst(opts.obieApis));
   router.post(TOKEN_PATH, tokenFormBody);
-  router.use(jsonBytes());
-  router.use(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS));
+  // One step (not one router layer per validator middleware), and no nested router: a router
+  // that a request leaves unanswered hands it on through setImmediate.
+  // `ignorePaths` as well: an OBIE path in another spelling is never validated against the root.
+  const rootPaths = (path: string) => !OBIE_PATHS.test(path);
+  router.use(
+    inSequence(openApiValidator(opts.openApi, opts.validateResponses, OBIE_PATHS, rootPaths)),
+  );
   router.use(tokenErrors);
   return router;
 }
 
+/** /open-banking/… (any spelling) to the OBIE version routers; the root paths go on. */
+function obieApisFirst(obieApis: RequestHandler): RequestHandler {
+  return (req, res, next) => {
+    if (OBIE_PATHS.test(req.path)) obieApis(req, res, next);
+    else next();
+  };
+}
+
 /**
- * express-openapi-validator over `openApi`, strictly. Mounted globally for the root paths
- * (`ignore`: the OBIE paths) and inside each OBIE route, after its body was read.
+ * `handlers` run in order as one middleware, as express would run them (a thrown error or a
+ * rejected promise goes to `next`), without a router layer each.
+ */
+function inSequence(handlers: readonly RequestHandler[]): RequestHandler {
+  return (req, res, next) => {
+    let i = 0;
+    const step = (err?: unknown): void => {
+      if (err) {
+        next(err);
+        return;
+      }
+      const handler = handlers[i++];
+      if (!handler) {
+        next();
+        return;
+      }
+      try {
+        const ret = handler(req, res, step) as unknown;
+        if (ret instanceof Promise) {
+          ret.catch((error: unknown) => next(error ?? new Error('Rejected promise')));
+        }
+      } catch (error) {
+        next(error);
+      }
+    };
+    step();
+  };
+}
+
+/**
+ * express-openapi-validator over `openApi`, strictly. Mounted for the root paths (`ignore`: the
+ * OBIE paths; `paths`: the root ones) and inside each OBIE route, after its body was read
+ * (`paths`: its version's). No multipart step: no
+ * operation takes multipart, so multer never runs (its step was one more hop per request).
+ * jsonBytes only when responses are validated: otherwise nothing wraps res.json and
+ * sendPreparedJson sends its bytes directly.
  */
 export function openApiValidator(
   openApi: OpenApiDocument,
   validateResponses: boolean,
   ignore?: RegExp,
+  paths?: (path: string) => boolean,
 ): RequestHandler[] {
   memoiseValidatorRouteRegexps();
-  return OpenApiValidator.middleware({
-    apiSpec: structuredClone(openApi.document) as never,
+  const validator = OpenApiValidator.middleware({
+    apiSpec: withPaths(structuredClone(openApi.document), paths) as never,
     validateApiSpec: true,
     validateRequests: {
       coerceTypes: false,
@@ -86,10 +142,37 @@ export function openApiValidator(
     validateResponses: validateResponses ? { coerceTypes: false, removeAdditional: false } : false,
     validateSecurity: false,
     validateFormats: true,
+    fileUploader: false,
     ignoreUndocumented: false,
     ...(ignore ? { ignorePaths: ignore } : {}),
   }) as RequestHandler[];
+  const steps = validator.filter((step) => !NO_OP_STEPS.has(step.name));
+  return validateResponses ? [jsonBytes(), ...steps] : steps;
 }
+
+/**
+ * The document with only the paths this validator can be asked about (`paths`): it looks a
+ * request's route up by trying each path of its document in turn, on every request.
+ */
+function withPaths(
+  document: Record<string, unknown>,
+  paths: ((path: string) => boolean) | undefined,
+): Record<string, unknown> {
+  if (!paths) return document;
+  const all = document.paths as Record<string, unknown>;
+  return {
+    ...document,
+    paths: Object.fromEntries(Object.entries(all).filter(([path]) => paths(path))),
+  };
+}
+
+/**
+ * The validator's steps that do nothing here, each one more promise hop per request:
+ * security (validateSecurity is off: the access token has its own step) and path parameters
+ * (app.param callbacks, which only reach routes on the app itself; every route here is on a
+ * router of its own, and the request step sets the path parameters it validated).
+ */
+const NO_OP_STEPS = new Set(['securityMiddleware', 'pathParamsMiddleware']);
 
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
 const acceptJson: RequestHandler = (req, _res, next) => {

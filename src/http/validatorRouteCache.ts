@@ -13,6 +13,13 @@ type PathToRegexp = (path: unknown, options?: Record<string, unknown>) => unknow
 
 let installed = false;
 
+/** Options of `sensitive` and `strict` only (what the validator passes): safe to memoise. */
+function onlyFlags(options: Record<string, unknown> | undefined): boolean {
+  if (options === undefined) return true;
+  for (const key in options) if (key !== 'sensitive' && key !== 'strict') return false;
+  return true;
+}
+
 export function memoiseValidatorRouteRegexps(): void {
   if (installed) return;
   installed = true;
@@ -21,18 +28,16 @@ export function memoiseValidatorRouteRegexps(): void {
   const module = fromValidator('path-to-regexp') as { pathToRegexp?: PathToRegexp };
   const original = module.pathToRegexp;
   if (typeof original !== 'function') return;
-  const cache = new Map<string, unknown>();
+  // By route, then by the four combinations of the two flags: no key is built per call.
+  const cache = new Map<string, unknown[]>();
   module.pathToRegexp = (path, options) => {
-    const keys = options ? Object.keys(options) : [];
-    if (typeof path !== 'string' || keys.some((k) => k !== 'sensitive' && k !== 'strict')) {
-      return original(path, options);
+    if (typeof path !== 'string' || !onlyFlags(options)) return original(path, options);
+    const flags = (options?.sensitive === true ? 1 : 0) + (options?.strict === true ? 2 : 0);
+    let byFlags = cache.get(path);
+    if (byFlags === undefined) {
+      byFlags = [];
+      if (cache.size < MAX_ROUTES) cache.set(path, byFlags);
     }
-    const key = `${options?.sensitive === true ? 1 : 0}${options?.strict === true ? 1 : 0}${path}`;
-    let compiled = cache.get(key);
-    if (compiled === undefined) {
-      compiled = original(path, options);
-      if (cache.size < MAX_ROUTES) cache.set(key, compiled);
-    }
-    return compiled;
+    return (byFlags[flags] ??= original(path, options));
   };
 }

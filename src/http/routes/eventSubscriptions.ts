@@ -8,7 +8,9 @@
 //   GET    200 OBEventSubscriptionsResponse1  signed (an empty list when there is none)
 //   PUT    200 OBEventSubscriptionResponse1   signed
 //   DELETE 204                                not signed (no body)
-// A signed response is serialised once; the signature covers exactly the bytes sent.
+// A signed response is serialised once; the signature covers exactly the bytes sent. A GET's
+// answer is built once per stored subscription: the read cache (src/domain/subscriptions.ts)
+// hands back the same object for up to a second, and its answer is kept beside it (WeakMap).
 import type { Request, RequestHandler, Response, Router } from 'express';
 import type { Config } from '../../config.js';
 import type { StoredSubscription, Subscriptions } from '../../domain/subscriptions.js';
@@ -38,6 +40,11 @@ type ChangeRequest = Schemas['OBEventSubscriptionResponse1'];
 type SubscriptionResponse = Schemas['OBEventSubscriptionResponse1'];
 type SubscriptionsResponse = Schemas['OBEventSubscriptionsResponse1'];
 type SubscriptionData = SubscriptionResponse['Data'];
+/** A GET answer and its bytes (neither is changed once made). */
+interface Listing {
+  payload: SubscriptionsResponse;
+  text: string;
+}
 type ItemPath = operations['ChangeEventSubscriptionsEventSubscriptionId']['parameters']['path'];
 
 export interface EventSubscriptionsDeps {
@@ -69,11 +76,22 @@ export function eventSubscriptionRoutes(
       rawBody(req) ?? Buffer.alloc(0),
     );
 
-  const sendSigned = async (res: Response, status: number, payload: object) => {
-    const text = JSON.stringify(payload);
+  const sendSigned = async (res: Response, status: number, payload: object, text?: string) => {
+    text ??= JSON.stringify(payload);
     res.setHeader('x-jws-signature', await responseSigner.sign(text));
     sendPreparedJson(res, status, payload, text);
   };
+
+  const listing = (found: StoredSubscription | undefined): Listing => {
+    const payload: SubscriptionsResponse = {
+      Data: { EventSubscription: found ? [toData(found)] : [] },
+      Links: { Self: base },
+      Meta: {},
+    };
+    return { payload, text: JSON.stringify(payload) };
+  };
+  const noListing = listing(undefined);
+  const listings = new WeakMap<StoredSubscription, Listing>();
 
   const one = (s: StoredSubscription): SubscriptionResponse => ({
     Data: toData(s),
@@ -81,7 +99,10 @@ export function eventSubscriptionRoutes(
     Meta: {},
   });
 
-  router.post(EVENT_SUBSCRIPTIONS, authorised, ...body, async (req, res) => {
+  const collection = router.route(EVENT_SUBSCRIPTIONS);
+  const item = router.route(ITEM);
+
+  collection.post(authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { Data } = req.body as CreateRequest;
     const created = await subscriptions.create(clientIdOf(res), api, {
@@ -92,17 +113,14 @@ export function eventSubscriptionRoutes(
     await sendSigned(res, 201, one(created));
   });
 
-  router.get(EVENT_SUBSCRIPTIONS, authorised, ...body, async (_req, res) => {
+  collection.get(authorised, ...body, async (_req, res) => {
     const found = await subscriptions.getThrough(clientIdOf(res), api);
-    const payload: SubscriptionsResponse = {
-      Data: { EventSubscription: found ? [toData(found)] : [] },
-      Links: { Self: base },
-      Meta: {},
-    };
-    await sendSigned(res, 200, payload);
+    let answer = found ? listings.get(found) : noListing;
+    if (!answer) listings.set(found!, (answer = listing(found)));
+    await sendSigned(res, 200, answer.payload, answer.text);
   });
 
-  router.put(ITEM, authorised, ...body, async (req, res) => {
+  item.put(authorised, ...body, async (req, res) => {
     await checkSignature(req, res);
     const { EventSubscriptionId } = req.params as ItemPath;
     const { Data } = req.body as ChangeRequest;
@@ -115,14 +133,15 @@ export function eventSubscriptionRoutes(
     await sendSigned(res, 200, one(replaced));
   });
 
-  router.delete(ITEM, authorised, ...body, async (req, res) => {
+  item.delete(authorised, ...body, async (req, res) => {
     const { EventSubscriptionId } = req.params as ItemPath;
     await subscriptions.delete(clientIdOf(res), api, EventSubscriptionId);
     res.status(204).end();
   });
 
-  router.all(EVENT_SUBSCRIPTIONS, methodNotAllowed(['POST', 'GET']));
-  router.all(ITEM, methodNotAllowed(['PUT', 'DELETE']));
+  // One route per path (one router layer each); another method is 405 with Allow.
+  collection.all(methodNotAllowed(['POST', 'GET']));
+  item.all(methodNotAllowed(['PUT', 'DELETE']));
 }
 
 /** OBIE field order; optional members left out when they have no value. */

@@ -19,7 +19,7 @@ import { adminPushEndpointsRouter } from '../admin/pushEndpointsRoute.js';
 import { AdminRequestMacsStore } from '../../db/stores/adminRequestMacsStore.js';
 import { notFoundHandler } from '../errorMapper.js';
 import { discoveryRouter, METADATA_PATHS } from './discovery.js';
-import { obieApiRouter } from './obieApi.js';
+import { obieApisRouter } from './obieApi.js';
 import { tokenRouter } from './token.js';
 
 export interface RouteDeps {
@@ -37,19 +37,23 @@ export function apiRouters(deps: RouteDeps): Router[] {
   return [
     // Resource-server mode: our /token and metadata are 404, before the API definition is checked.
     ...(deps.config.authServer ? [notOurs()] : []),
-    // The root paths (discovery, JWKS, token) checked against openapi/openapi.yaml.
+    // Accept, then the OBIE API versions (src/http/routes/obieApi.ts: the access token first,
+    // then each route's body and validation), then the root paths (discovery, JWKS, token)
+    // checked against openapi/openapi.yaml.
     openApiRouter({
       openApi: documentFor(base, V3_1_PROFILE, documentOptions),
       validateResponses: deps.config.http.validateResponses,
+      obieApis: obieApisRouter(
+        deps,
+        API_PROFILES.map((profile) => ({
+          profile,
+          openApi: documentFor(base, profile, documentOptions),
+        })),
+      ),
     }),
     discoveryRouter(deps),
     // Resource-server mode: the bank's AS issues the tokens; our /token is a 404.
     ...(deps.config.authServer ? [] : [tokenRouter(deps)]),
-    // One router per OBIE API version: the access token first, then each route's body and
-    // validation (src/http/routes/obieApi.ts).
-    ...API_PROFILES.map((profile) =>
-      obieApiRouter(deps, profile, documentFor(base, profile, documentOptions)),
-    ),
   ];
 }
 

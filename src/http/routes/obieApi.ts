@@ -11,6 +11,8 @@
 //   6. anything else        404
 // The router is case-sensitive (so is the mount): `/OPEN-BANKING/V3.1/events` matches nothing, reads
 // nothing and is a 404 from the root router.
+// obieApisRouter holds every version's router; the root router (src/http/openapi.ts) hands it each
+// /open-banking/ request right after the Accept check, ahead of the root paths' steps.
 import { Router, type RequestHandler } from 'express';
 import { AppError } from '../../errors.js';
 import { selectProfile, type ApiProfile } from '../apiProfiles.js';
@@ -25,34 +27,43 @@ import type { RouteDeps } from './index.js';
 
 export const OPENAPI_DOCUMENT = '/openapi.json';
 
-export function obieApiRouter(
+/** Every version's router, each at its base path (one router: one hand-on when none matches). */
+export function obieApisRouter(
   deps: RouteDeps,
-  profile: ApiProfile,
-  openApi: OpenApiDocument,
+  versions: readonly { profile: ApiProfile; openApi: OpenApiDocument }[],
 ): Router {
+  const router = Router({ caseSensitive: true });
+  for (const { profile, openApi } of versions) {
+    router.use(profile.basePath, versionRouter(deps, profile, openApi));
+  }
+  return router;
+}
+
+function versionRouter(deps: RouteDeps, profile: ApiProfile, openApi: OpenApiDocument): Router {
   const api = Router({ caseSensitive: true });
   api.use((_req, res, next) => {
     selectProfile(res, profile);
     next();
   });
-  api.get(OPENAPI_DOCUMENT, (_req, res) => {
-    res.setHeader('Cache-Control', 'public, max-age=300');
-    res.type('application/json').send(openApi.text);
-  });
-  api.all(OPENAPI_DOCUMENT, methodNotAllowed(['GET']));
+  api
+    .route(OPENAPI_DOCUMENT)
+    .get((_req, res) => {
+      res.setHeader('Cache-Control', 'public, max-age=300');
+      res.type('application/json').send(openApi.text);
+    })
+    .all(methodNotAllowed(['GET']));
   api.use(authenticateCaller(deps));
   if (profile.payloadVersionHeader) api.use(payloadVersion);
 
-  const body = [obieJsonBody, ...openApiValidator(openApi, deps.config.http.validateResponses)];
+  const ours = (path: string) => path.startsWith(`${profile.basePath}/`);
+  const validator = openApiValidator(openApi, deps.config.http.validateResponses, undefined, ours);
+  const body = [obieJsonBody, ...validator];
   eventSubscriptionRoutes(api, deps, profile, body);
   eventsRoutes(api, { ...deps, polling: deps.services.polling }, body);
   api.use((req, _res, next) => {
     next(new AppError('not_found', `no endpoint ${req.method} ${req.originalUrl.split('?')[0]}`));
   });
-
-  const mounted = Router({ caseSensitive: true });
-  mounted.use(profile.basePath, api);
-  return mounted;
+  return api;
 }
 
 /**
