@@ -3,7 +3,20 @@
 // certificate on the connection.
 import { createHash, type X509Certificate } from 'node:crypto';
 
+// A connection's certificate object lives as long as the connection (clientCertificate.ts keeps
+// one per socket), so each keep-alive request reuses its thumbprint.
+const thumbprints = new WeakMap<X509Certificate, string>();
+
 export function certificateThumbprint(cert: X509Certificate | Buffer): string {
-  const der = Buffer.isBuffer(cert) ? cert : cert.raw;
+  if (Buffer.isBuffer(cert)) return sha256(cert);
+  let thumbprint = thumbprints.get(cert);
+  if (thumbprint === undefined) {
+    thumbprint = sha256(cert.raw);
+    thumbprints.set(cert, thumbprint);
+  }
+  return thumbprint;
+}
+
+function sha256(der: Buffer): string {
   return createHash('sha256').update(der).digest('base64url');
 }

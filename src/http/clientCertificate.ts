@@ -109,7 +109,7 @@ export function clientCertificateCheck(
   const isTrustedProxy = proxy ? addressMatcher(proxy.trustedProxies) : () => false;
   return (req, onIgnoredHeader) => {
     const socket = req.socket as TLSSocket;
-    const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+    const peer = socket.authorized ? peerCertificate(socket) : undefined;
     const chain = peer && (proxy || revocation) ? peerChain(socket) : [];
     if (proxy && peer && chain.some((c) => proxy.proxyCas.some((ca) => issuedBy(c, ca)))) {
       if (!isTrustedProxy(socket.remoteAddress)) {
@@ -192,6 +192,19 @@ function headerValues(req: IncomingMessage, name: string): string[] {
 }
 
 // A connection's chain does not change: parsed once per connection, not once per request.
+// Per connection: one connection carries one client certificate (the API listener refuses TLS
+// renegotiation, listeners.ts), so keep-alive requests reuse what the first one read.
+const peers = new WeakMap<TLSSocket, X509Certificate>();
+
+function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+  let peer = peers.get(socket);
+  if (!peer) {
+    peer = socket.getPeerX509Certificate();
+    if (peer) peers.set(socket, peer);
+  }
+  return peer;
+}
+
 const chains = new WeakMap<TLSSocket, X509Certificate[]>();
 
 /** The verified peer chain, leaf first, up to the trust anchor from the server's CA list. */
