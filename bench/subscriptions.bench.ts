@@ -11,7 +11,7 @@ import { request, type Agent } from 'undici';
 import { signClientAssertion } from '../src/crypto/clientAssertion.js';
 import { signDetached } from '../src/crypto/detachedJws.js';
 import { closedLoop, mtlsAgent } from './lib/load.js';
-import { startBareHttpsServer } from './lib/references.js';
+import { responseOf, startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer, type BenchServer } from './lib/server.js';
 
@@ -68,7 +68,7 @@ export const run: Bench = async (ctx) => {
       },
     });
     const cpuAfter = server.cpuMs();
-    const bare = await bareRate(server, agent, token, { durationMs, warmupMs });
+    const bare = await bareRate(server, token, { durationMs, warmupMs });
     ctx.log(`reference: bare node:https server answering the same bytes`);
     const perRequest = (ms: number) => (result.count > 0 ? (ms / result.count) * 1000 : NaN);
     const mainUs = perRequest(cpuAfter.mainThread - cpuBefore.mainThread);
@@ -179,16 +179,14 @@ async function subscribe(server: BenchServer, agent: Agent, jwk: JWK, token: str
 /** The reference: the same response bytes from a bare node:https server, under the same load. */
 async function bareRate(
   server: BenchServer,
-  agent: Agent,
   token: string,
   times: { durationMs: number; warmupMs: number },
 ): Promise<number> {
-  const res = await request(`${server.url}${PATH}`, {
-    dispatcher: agent,
-    headers: { authorization: `Bearer ${token}` },
+  // The same status, headers (signature included) and body as a real answer of ours.
+  const ours = await responseOf(`${server.url}${PATH}`, server.pki, {
+    authorization: `Bearer ${token}`,
   });
-  const body = Buffer.from(await res.body.arrayBuffer());
-  const bare = await startBareHttpsServer(server.pki, body, 'application/json');
+  const bare = await startBareHttpsServer(server.pki, ours.body, 'application/json', ours.headers);
   const bareAgent = mtlsAgent(
     { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
     CONCURRENCY,
