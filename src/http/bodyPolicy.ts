@@ -51,7 +51,7 @@ export const obieJsonBody: RequestHandler = (req, res, next) => {
 };
 
 /** The token endpoint's parser (src/http/routes/token.ts maps its errors to OAuth ones). */
-export const parseTokenForm = express.urlencoded({
+export const parseTokenForm: RequestHandler = express.urlencoded({
   extended: false,
   limit: TOKEN_FORM_LIMIT_BYTES,
   parameterLimit: TOKEN_FORM_MAX_FIELDS,
