@@ -10,7 +10,6 @@
 // precise reason goes to the log only (OAuthError.internalReason), so a caller cannot probe which
 // check failed. Tokens are bound to the certificate they were requested over (RFC 8705).
 import { randomUUID, type KeyObject, type X509Certificate } from 'node:crypto';
-import { decodeProtectedHeader } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import {
@@ -195,9 +194,12 @@ export class Tokens {
       clockToleranceSeconds: auth.clockToleranceSeconds,
     };
     try {
-      const kid = assertionKid(assertion);
-      const verified = await verifyClientAssertion(assertion, policy, this.deps.clock.now(), (id) =>
-        this.deps.clients.findActive(id, kid),
+      // The kid lets a client with a jwks_uri refetch its set when it names a new key.
+      const verified = await verifyClientAssertion(
+        assertion,
+        policy,
+        this.deps.clock.now(),
+        (id, kid) => this.deps.clients.findActive(id, kid),
       );
       // RFC 7521 §4.2: a client_id sent alongside must name the same client.
       if (clientIdParam !== undefined && clientIdParam !== verified.clientId) {
@@ -385,16 +387,6 @@ export class Tokens {
     if (this.verificationKeys.size > 100) this.verificationKeys.clear();
     this.verificationKeys.set(kid, { key, until: now + VERIFICATION_KEY_CACHE_MS });
     return key;
-  }
-}
-
-/** The kid the assertion names (a client with a jwks_uri refetches its set for a new one). */
-function assertionKid(assertion: string): string | undefined {
-  try {
-    const kid = decodeProtectedHeader(assertion).kid;
-    return typeof kid === 'string' ? kid : undefined;
-  } catch {
-    return undefined; // verifyClientAssertion reports the malformed assertion
   }
 }
 
