@@ -3,7 +3,18 @@
 // certificate on the connection.
 import { createHash, type X509Certificate } from 'node:crypto';
 
+// A request asks for its certificate's thumbprint several times (rate limit, pins, the token's
+// cnf, the binding check): computed once per certificate object. `cert.raw` copies the DER out
+// on every read, and a certificate object never changes.
+const thumbprints = new WeakMap<X509Certificate, string>();
+
 export function certificateThumbprint(cert: X509Certificate | Buffer): string {
-  const der = Buffer.isBuffer(cert) ? cert : cert.raw;
+  if (Buffer.isBuffer(cert)) return sha256(cert);
+  let thumbprint = thumbprints.get(cert);
+  if (thumbprint === undefined) thumbprints.set(cert, (thumbprint = sha256(cert.raw)));
+  return thumbprint;
+}
+
+function sha256(der: Buffer): string {
   return createHash('sha256').update(der).digest('base64url');
 }
