@@ -31,6 +31,7 @@ import {
   DnSyntaxError,
   matchesRegisteredDn,
   parseDn,
+  type Dn,
 } from '../crypto/distinguishedName.js';
 import type { AssertionJtisStore } from '../db/stores/assertionJtisStore.js';
 import type { AuthMethod, Client } from '../db/stores/clientsStore.js';
@@ -250,7 +251,7 @@ export class Tokens {
     if (client.tlsSubjectDn !== null) {
       let subject;
       try {
-        subject = certificateSubject(certificate);
+        subject = subjectOf(certificate);
       } catch (err) {
         if (err instanceof DnSyntaxError)
           throw invalidClient(`certificate subject unreadable: ${err.message}`);
@@ -460,9 +461,26 @@ function certificateOf(request: TokenRequest): X509Certificate {
   return request.certificate;
 }
 
-function registeredDn(dn: string) {
+// Parsed once each: a registered DN (a pure function of its text; bounded like the clients'
+// cache) and the subject of a certificate object (asked again on the same request's object).
+const registeredDns = new Map<string, Dn>();
+const certificateSubjects = new WeakMap<X509Certificate, Dn>();
+
+function subjectOf(certificate: X509Certificate): Dn {
+  let subject = certificateSubjects.get(certificate);
+  if (subject === undefined)
+    certificateSubjects.set(certificate, (subject = certificateSubject(certificate)));
+  return subject;
+}
+
+function registeredDn(dn: string): Dn {
+  const known = registeredDns.get(dn);
+  if (known !== undefined) return known;
   try {
-    return parseDn(dn);
+    const parsed = parseDn(dn);
+    if (registeredDns.size >= 10_000) registeredDns.clear();
+    registeredDns.set(dn, parsed);
+    return parsed;
   } catch (err) {
     if (err instanceof DnSyntaxError)
       throw invalidClient(`registered subject DN unreadable: ${dn}`);
