@@ -1,6 +1,14 @@
 // The client assertion checks on their own (no server): each rule fails with its own code, so the
 // HTTP tests' uniform `invalid_client` is known to come from the rule the test is about.
-import { randomUUID } from 'node:crypto';
+import {
+  constants,
+  createPrivateKey,
+  generateKeyPairSync,
+  randomUUID,
+  sign,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import { importJWK, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -174,6 +182,112 @@ describe('verifyClientAssertion', () => {
     expect(await failure(await assertion({ iat: NOW + 60 }))).toBe('issued_in_future');
   });
 
+  it('when a part is not base64url, then malformed', async () => {
+    const [h, c, sig] = (await assertion()).split('.');
+    expect(await failure(`${h}.${c}!.${sig}`)).toBe('malformed');
+    expect(await failure(`${h}.${c}.${sig}=`)).toBe('malformed');
+    expect(await failure(`${h}.${c}.${sig}.x`)).toBe('malformed');
+  });
+
+  it('when the header or the claims are not a JSON object, then malformed', async () => {
+    const [h, c, sig] = (await assertion()).split('.');
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    expect(await failure(`${b64(['PS256'])}.${c}.${sig}`)).toBe('malformed');
+    expect(await failure(`${h}.${b64('tpp-1')}.${sig}`)).toBe('malformed');
+    // Not UTF-8 at all.
+    expect(await failure(`${Buffer.from([0xff, 0xfe]).toString('base64url')}.${c}.${sig}`)).toBe(
+      'malformed',
+    );
+  });
+
+  it('when the header carries crit, then malformed (no extension is understood)', async () => {
+    const jwt = psSigned(
+      { alg: 'PS256', kid: key.kid, crit: ['exp'] },
+      { iss: 'tpp-1', sub: 'tpp-1', aud: TOKEN_ENDPOINT, jti: 'c', exp: NOW + 60 },
+      createPrivateKey({ key: key.privateJwk as JsonWebKey, format: 'jwk' }),
+    );
+    expect(await failure(jwt)).toBe('malformed');
+  });
+
+  it('when the kid is not a string, then malformed', async () => {
+    expect(await failure(await assertion({}, { kid: 7 }))).toBe('malformed');
+  });
+
+  it('when iat or nbf is not a number, then malformed', async () => {
+    expect(await failure(await assertion({ iat: String(NOW) }))).toBe('malformed');
+    expect(await failure(await assertion({ nbf: 'soon' }))).toBe('malformed');
+  });
+
+  it('when the signature is cut short or altered, then bad_signature', async () => {
+    const jwt = await assertion();
+    expect(await failure(jwt.slice(0, -10))).toBe('bad_signature');
+    const [h, c] = jwt.split('.');
+    const other = (await assertion()).split('.')[2];
+    expect(await failure(`${h}.${c}.${other}`)).toBe('bad_signature');
+  });
+
+  it('when the registered RSA key is shorter than 2048 bits, then no_matching_key', async () => {
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const jwk = { ...weak.publicKey.export({ format: 'jwk' }), kid: 'weak' } as JWK;
+    clients.set('tpp-weak', { jwks: { keys: [jwk] } });
+    const jwt = psSigned(
+      { alg: 'PS256', kid: 'weak' },
+      { iss: 'tpp-weak', sub: 'tpp-weak', aud: TOKEN_ENDPOINT, jti: 'w', exp: NOW + 60 },
+      weak.privateKey,
+    );
+    expect(await failure(jwt)).toBe('no_matching_key');
+  });
+
+  it('when the client replaces its keys, then an assertion signed with the old key is refused', async () => {
+    clients.set('tpp-3', { jwks: { keys: [key.publicJwk] } });
+    const signed = () => assertion({ iss: 'tpp-3', sub: 'tpp-3' }, { kid: undefined });
+    expect(await failure(await signed())).toBe('accepted');
+    // A changed registration is a new JWKS object (Clients' cache hands out the new row).
+    clients.set('tpp-3', { jwks: { keys: [otherKey.publicJwk] } });
+    expect(await failure(await signed())).toBe('bad_signature');
+  });
+
+  describe('ES256', () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const publicJwk = { ...ec.publicKey.export({ format: 'jwk' }), kid: 'ec-1' } as JWK;
+
+    const es256 = (claims: Record<string, unknown> = {}, signWith = ec.privateKey) =>
+      new SignJWT({
+        iss: 'tpp-ec',
+        sub: 'tpp-ec',
+        aud: TOKEN_ENDPOINT,
+        jti: randomUUID(),
+        iat: NOW,
+        exp: NOW + 60,
+        ...claims,
+      })
+        .setProtectedHeader({ alg: 'ES256', kid: 'ec-1' })
+        .sign(signWith);
+
+    beforeAll(() => clients.set('tpp-ec', { jwks: { keys: [publicJwk] } }));
+
+    it('when a P-256 key signed it, then it is accepted', async () => {
+      expect(await failure(await es256())).toBe('accepted');
+    });
+
+    it('when another P-256 key signed it, then bad_signature', async () => {
+      const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      expect(await failure(await es256({}, other.privateKey))).toBe('bad_signature');
+    });
+
+    it('when the signature is DER-encoded instead of r || s, then bad_signature', async () => {
+      const [h, c] = (await es256()).split('.');
+      const der = sign('sha256', Buffer.from(`${h}.${c}`), ec.privateKey).toString('base64url');
+      expect(await failure(`${h}.${c}.${der}`)).toBe('bad_signature');
+    });
+
+    it('when the header says PS256 over an EC key, then no_matching_key', async () => {
+      const [, c, s] = (await es256()).split('.');
+      const h = Buffer.from(JSON.stringify({ alg: 'PS256', kid: 'ec-1' })).toString('base64url');
+      expect(await failure(`${h}.${c}.${s}`)).toBe('no_matching_key');
+    });
+  });
+
   it('when the checks are ordered, then an unknown client is reported before a bad audience or signature', async () => {
     const jwt = await assertion(
       { iss: 'ghost', sub: 'ghost', aud: 'https://other.example' },
@@ -183,6 +297,18 @@ describe('verifyClientAssertion', () => {
     expect(await failure(jwt)).toBe('unknown_client');
   });
 });
+
+/** A PS256 compact JWS made by hand: jose refuses to sign some of what these tests send. */
+function psSigned(header: object, claims: object, privateKey: KeyObject): string {
+  const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64(header)}.${b64(claims)}`;
+  const signature = sign('sha256', Buffer.from(input), {
+    key: privateKey,
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 32,
+  });
+  return `${input}.${signature.toString('base64url')}`;
+}
 
 describe('client JWKS size', () => {
   it('when a JWKS holds more keys than MAX_CLIENT_JWKS_KEYS, then registration refuses it before importing any', async () => {

@@ -273,6 +273,19 @@ describe('POST /token', () => {
       expectInvalidClient(await withAssertion(await signClientAssertion(revoked, server)));
     });
 
+    it('when the client is revoked right after a successful token request, then the next one is refused (its cached row and keys are not used)', async () => {
+      const other = await newTpp();
+      const ask = async () =>
+        postToken(server, other.agent, {
+          grant_type: 'client_credentials',
+          client_assertion_type: JWT_BEARER,
+          client_assertion: await signClientAssertion(other, server),
+        });
+      expect((await ask()).status).toBe(200);
+      await server.server.services.clients.revoke(other.clientId);
+      expectInvalidClient(await ask());
+    });
+
     it('when a tls_client_auth client authenticates with an assertion, then it is refused (wrong auth method)', async () => {
       const tlsClient = await newTpp({ authMethod: 'tls_client_auth' });
       const res = await postToken(server, tlsClient.agent, {

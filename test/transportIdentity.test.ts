@@ -195,6 +195,17 @@ describe('transport identity in production mode', () => {
     expect(res.status).toBe(401);
   });
 
+  it("when a client's registered DN is changed, then its old certificate gets no token right after one was issued over it", async () => {
+    const tpp = await createTestTpp(server);
+    agents.push(tpp.agent);
+    await expect(tpp.accessToken()).resolves.toBeTruthy();
+    // Updating a client clears this replica's cache: the new DN applies to the next request.
+    await server.server.services.clients.update(tpp.clientId, {
+      tlsSubjectDn: `CN=${tpp.clientId}-renamed,O=ob-events tests,C=GB`,
+    });
+    await expect(tpp.accessToken()).rejects.toThrow(/401/);
+  });
+
   it('when a client registers its subject DN, then it gets tokens over that certificate', async () => {
     const tpp = await createTestTpp(server);
     agents.push(tpp.agent);

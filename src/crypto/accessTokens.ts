@@ -31,7 +31,6 @@ export interface AccessTokenInput {
  * it over every core.
  */
 export async function signAccessToken(input: AccessTokenInput): Promise<string> {
-  const header = { alg: ACCESS_TOKEN_ALG, kid: input.signingKey.kid, typ: ACCESS_TOKEN_TYP };
   const claims = {
     iss: input.issuer,
     aud: input.audience,
@@ -43,7 +42,7 @@ export async function signAccessToken(input: AccessTokenInput): Promise<string> 
     jti: input.jti,
     cnf: { 'x5t#S256': input.certificateThumbprint },
   };
-  const signingInput = `${b64(header)}.${b64(claims)}`;
+  const signingInput = `${encodedHeader(input.signingKey.kid)}.${b64(claims)}`;
   const signature = await new Promise<Buffer>((resolve, reject) =>
     sign(
       'sha256',
@@ -58,6 +57,19 @@ export async function signAccessToken(input: AccessTokenInput): Promise<string> 
     ),
   );
   return `${signingInput}.${signature.toString('base64url')}`;
+}
+
+// The protected header depends on the kid alone: encoded once per key, not per token.
+const encodedHeaders = new Map<string, string>();
+
+function encodedHeader(kid: string): string {
+  let encoded = encodedHeaders.get(kid);
+  if (encoded === undefined) {
+    encoded = b64({ alg: ACCESS_TOKEN_ALG, kid, typ: ACCESS_TOKEN_TYP });
+    if (encodedHeaders.size >= 16) encodedHeaders.clear(); // keys rotate rarely
+    encodedHeaders.set(kid, encoded);
+  }
+  return encoded;
 }
 
 function b64(value: object): string {

@@ -3,17 +3,16 @@
 // certificate on the connection.
 import { createHash, type X509Certificate } from 'node:crypto';
 
-// A connection's certificate object lives as long as the connection (clientCertificate.ts keeps
-// one per socket), so each keep-alive request reuses its thumbprint.
+// A request asks for its certificate's thumbprint several times (rate limit, pins, the token's
+// cnf, the binding check): computed once per certificate object. `cert.raw` copies the DER out
+// on every read, and a certificate object never changes. clientCertificate.ts keeps one object
+// per connection, so keep-alive requests reuse it too.
 const thumbprints = new WeakMap<X509Certificate, string>();
 
 export function certificateThumbprint(cert: X509Certificate | Buffer): string {
   if (Buffer.isBuffer(cert)) return sha256(cert);
   let thumbprint = thumbprints.get(cert);
-  if (thumbprint === undefined) {
-    thumbprint = sha256(cert.raw);
-    thumbprints.set(cert, thumbprint);
-  }
+  if (thumbprint === undefined) thumbprints.set(cert, (thumbprint = sha256(cert.raw)));
   return thumbprint;
 }
 

@@ -7,19 +7,15 @@
 //
 // Pure apart from `findClient`, the one lookup it needs. Every failure is a ClientAssertionError
 // with a stable `failure` code for logs and tests; callers show clients none of it.
-import { randomUUID } from 'node:crypto';
 import {
-  decodeJwt,
-  decodeProtectedHeader,
-  importJWK,
-  jwtVerify,
-  SignJWT,
-  type CryptoKey,
-  type JSONWebKeySet,
-  type JWK,
-  type JWTPayload,
-  type ProtectedHeaderParameters,
-} from 'jose';
+  constants,
+  createPublicKey,
+  randomUUID,
+  verify,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
+import { importJWK, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 
 import { isStorableText } from '../storableText.js';
 
@@ -81,17 +77,18 @@ export async function verifyClientAssertion<C extends AssertionClient>(
   assertion: string,
   policy: AssertionPolicy,
   nowMs: number,
-  findClient: (clientId: string) => Promise<C | undefined>,
+  findClient: (clientId: string, kid: string | undefined) => Promise<C | undefined>,
 ): Promise<VerifiedAssertion<C>> {
-  const { header, claims } = decode(assertion);
+  const { header, claims, signingInput, signature } = decode(assertion);
   const alg = allowedAlgorithm(header);
+  const kid = keyId(header);
   const required = requiredClaims(claims);
   const clientId = issuerIsSubject(required);
-  const client = await findClient(clientId);
+  const client = await findClient(clientId, kid);
   if (!client) throw fail('unknown_client', `no active client "${clientId}"`);
   audienceAccepted(required.aud, policy.audiences);
-  await signatureVerified(assertion, alg, header.kid, client.jwks, clientId, policy, nowMs);
-  lifetimeAcceptable(required.exp, claims, policy, nowMs);
+  signatureVerified(signingInput, signature, alg, kid, client.jwks);
+  timesAcceptable(required.exp, claims, policy, nowMs);
   return {
     clientId,
     client,
@@ -104,22 +101,79 @@ function fail(failure: AssertionFailure, message: string): ClientAssertionError 
   return new ClientAssertionError(failure, message);
 }
 
-function decode(assertion: string): { header: ProtectedHeaderParameters; claims: JWTPayload } {
-  try {
-    return { header: decodeProtectedHeader(assertion), claims: decodeJwt(assertion) };
-  } catch (err) {
-    throw fail('malformed', `not a compact JWS JWT (${(err as Error).message})`);
-  }
+type JsonObject = Record<string, unknown>;
+
+interface DecodedAssertion {
+  header: JsonObject;
+  claims: JsonObject;
+  /** The ASCII bytes the signature covers: base64url(header).base64url(claims). */
+  signingInput: Buffer;
+  signature: Buffer;
 }
 
-function allowedAlgorithm(header: ProtectedHeaderParameters): ClientAssertionAlg {
+// Each part of a compact JWS is base64url without padding: anything else is refused before it
+// is decoded (Buffer's decoder would skip stray characters).
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The three parts, decoded once: JSON objects for header and claims (RFC 7515 §7.1). */
+function decode(assertion: string): DecodedAssertion {
+  const first = assertion.indexOf('.');
+  const second = first < 0 ? -1 : assertion.indexOf('.', first + 1);
+  if (second < 0 || assertion.indexOf('.', second + 1) >= 0) {
+    throw fail('malformed', 'not a compact JWS JWT (three dot-separated parts)');
+  }
+  const encodedHeader = assertion.slice(0, first);
+  const encodedClaims = assertion.slice(first + 1, second);
+  const encodedSignature = assertion.slice(second + 1);
+  if (
+    !BASE64URL.test(encodedHeader) ||
+    !BASE64URL.test(encodedClaims) ||
+    !BASE64URL.test(encodedSignature)
+  ) {
+    throw fail('malformed', 'not a compact JWS JWT (a part is not base64url)');
+  }
+  return {
+    header: jsonObject(encodedHeader, 'header'),
+    claims: jsonObject(encodedClaims, 'claims'),
+    signingInput: Buffer.from(assertion.slice(0, second), 'ascii'),
+    signature: Buffer.from(encodedSignature, 'base64url'),
+  };
+}
+
+function jsonObject(encoded: string, part: string): JsonObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(strictUtf8.decode(Buffer.from(encoded, 'base64url')));
+  } catch (err) {
+    throw fail(
+      'malformed',
+      `not a compact JWS JWT: the ${part} is not JSON (${(err as Error).message})`,
+    );
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw fail('malformed', `not a compact JWS JWT: the ${part} is not a JSON object`);
+  }
+  return value as JsonObject;
+}
+
+function allowedAlgorithm(header: JsonObject): ClientAssertionAlg {
   const alg = header.alg;
   if (!(CLIENT_ASSERTION_ALGS as readonly unknown[]).includes(alg)) {
     throw fail('alg_not_allowed', `alg ${JSON.stringify(alg)} is not one of PS256, ES256`);
   }
+  // No extension is understood (RFC 7515 §4.1.11), so none may be critical; nor b64=false
+  // (RFC 7797), which only exists as a critical extension.
   if (header.crit !== undefined)
     throw fail('malformed', 'crit header parameters are not supported');
   return alg as ClientAssertionAlg;
+}
+
+function keyId(header: JsonObject): string | undefined {
+  const kid = header.kid;
+  if (kid === undefined) return undefined;
+  if (typeof kid !== 'string') throw fail('malformed', 'kid must be a string');
+  return kid;
 }
 
 interface RequiredClaims {
@@ -130,7 +184,7 @@ interface RequiredClaims {
   jti: string;
 }
 
-function requiredClaims(c: JWTPayload): RequiredClaims {
+function requiredClaims(c: JsonObject): RequiredClaims {
   for (const name of ['iss', 'sub', 'aud', 'exp', 'jti'] as const) {
     if (c[name] === undefined) throw fail('missing_claim', `the "${name}" claim is missing`);
   }
@@ -147,7 +201,7 @@ function requiredClaims(c: JWTPayload): RequiredClaims {
   // it can fail a batched insert shared with other clients' requests.
   if (!isStorableText(jti) || !isStorableText(iss) || !isStorableText(sub))
     throw fail('malformed', 'iss, sub and jti must not hold U+0000 or lone surrogates');
-  return { iss, sub, aud, exp, jti };
+  return { iss, sub, aud: aud as string | string[], exp, jti };
 }
 
 function issuerIsSubject(c: RequiredClaims): string {
@@ -165,20 +219,22 @@ function audienceAccepted(aud: string | string[], accepted: readonly string[]): 
   }
 }
 
-async function signatureVerified(
-  assertion: string,
+/**
+ * node:crypto's one-shot verify, on this thread: an RSA public-key operation costs tens of
+ * microseconds, less than handing it to another thread (WebCrypto's job queue) would.
+ */
+function signatureVerified(
+  signingInput: Buffer,
+  signature: Buffer,
   alg: ClientAssertionAlg,
   kid: string | undefined,
   jwks: JSONWebKeySet,
-  clientId: string,
-  policy: AssertionPolicy,
-  nowMs: number,
-): Promise<void> {
+): void {
   // Without a kid every key would be tried: refused unless the JWKS holds a single key.
   if (kid === undefined && jwks.keys.length > 1) {
     throw fail('no_matching_key', 'the client has several keys: the assertion must name its kid');
   }
-  const candidates = await keysFor(jwks, alg, kid);
+  const candidates = keysFor(jwks, alg).filter((k) => kid === undefined || k.kid === kid);
   if (candidates.length === 0) {
     throw fail(
       'no_matching_key',
@@ -186,84 +242,95 @@ async function signatureVerified(
     );
   }
   // A key without a kid, or several with the same alg and no kid: one of them must verify it.
-  for (const [i, candidate] of candidates.entries()) {
-    try {
-      await jwtVerify(assertion, candidate.key, {
-        algorithms: [...CLIENT_ASSERTION_ALGS],
-        issuer: clientId,
-        subject: clientId,
-        audience: [...policy.audiences],
-        requiredClaims: ['exp', 'jti'],
-        currentDate: new Date(nowMs),
-        clockTolerance: policy.clockToleranceSeconds,
-      });
-      return;
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      const claim = (err as { claim?: string }).claim;
-      if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') {
-        if (i < candidates.length - 1) continue;
-        throw fail('bad_signature', 'the signature does not verify with the registered key');
-      }
-      if (code === 'ERR_JWT_EXPIRED') throw fail('expired', 'the assertion has expired');
-      if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && claim === 'nbf')
-        throw fail('not_yet_valid', 'nbf is in the future');
-      throw fail('malformed', `${code ?? 'error'}: ${(err as Error).message}`);
-    }
+  for (const candidate of candidates) {
+    if (verifies(signingInput, signature, alg, candidate.key)) return;
+  }
+  throw fail('bad_signature', 'the signature does not verify with the registered key');
+}
+
+function verifies(
+  data: Buffer,
+  signature: Buffer,
+  alg: ClientAssertionAlg,
+  key: KeyObject,
+): boolean {
+  try {
+    return alg === 'PS256'
+      ? verify(
+          'sha256',
+          data,
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+          signature,
+        )
+      : // JWS carries ECDSA signatures as r || s (RFC 7518 §3.4), not DER.
+        signature.length === 64 &&
+          verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
+  } catch {
+    return false; // a signature OpenSSL cannot even parse does not verify
   }
 }
 
-function lifetimeAcceptable(
+/** exp, nbf and iat against the clock, with the tolerance, and the assertion's lifetime. */
+function timesAcceptable(
   exp: number,
-  claims: JWTPayload,
+  claims: JsonObject,
   policy: AssertionPolicy,
   nowMs: number,
 ): void {
   const now = Math.floor(nowMs / 1000);
   const tolerance = policy.clockToleranceSeconds;
-  // jwtVerify has already refused an exp in the past; a far-off exp would make the assertion a
-  // long-lived credential and the replay record long-lived too.
+  const { iat, nbf } = claims;
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat)))
+    throw fail('malformed', 'iat must be a number');
+  if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf)))
+    throw fail('malformed', 'nbf must be a number');
+  if (nbf !== undefined && nbf > now + tolerance)
+    throw fail('not_yet_valid', 'nbf is in the future');
+  if (exp <= now - tolerance) throw fail('expired', 'the assertion has expired');
+  // A far-off exp would make the assertion a long-lived credential and the replay record
+  // long-lived too.
   if (exp > now + policy.maxLifetimeSeconds + tolerance) {
     throw fail(
       'lifetime_too_long',
       `exp is ${exp - now} s ahead, more than the ${policy.maxLifetimeSeconds} s allowed`,
     );
   }
-  if (claims.iat !== undefined) {
-    if (typeof claims.iat !== 'number' || !Number.isFinite(claims.iat))
-      throw fail('malformed', 'iat must be a number');
-    if (claims.iat > now + tolerance) throw fail('issued_in_future', 'iat is in the future');
-  }
+  if (iat !== undefined && iat > now + tolerance)
+    throw fail('issued_in_future', 'iat is in the future');
 }
 
-// Imported keys per registered JWK Set object. Clients.findActive hands out the same object while
-// its cache entry lives (about a second), so this saves re-importing on every request without
-// holding on to keys of clients that changed: entries go when the JWKS object is collected.
-const imported = new WeakMap<JSONWebKeySet, Map<string, Promise<ImportedKey[]>>>();
+// Public keys per registered JWK Set object, built once. Clients.findActive hands out the same
+// object while its cache entry lives (about a second), so this saves re-importing on every
+// request without holding on to keys of clients that changed: entries go when the JWKS object
+// is collected.
+const imported = new WeakMap<JSONWebKeySet, Map<ClientAssertionAlg, ImportedKey[]>>();
 
 interface ImportedKey {
   kid: string | undefined;
-  key: CryptoKey | Uint8Array;
+  key: KeyObject;
 }
 
-function keysFor(
-  jwks: JSONWebKeySet,
-  alg: ClientAssertionAlg,
-  kid: string | undefined,
-): Promise<ImportedKey[]> {
+function keysFor(jwks: JSONWebKeySet, alg: ClientAssertionAlg): ImportedKey[] {
   let byAlg = imported.get(jwks);
   if (!byAlg) imported.set(jwks, (byAlg = new Map()));
   let keys = byAlg.get(alg);
   if (!keys) byAlg.set(alg, (keys = importUsable(jwks, alg)));
-  return keys.then((all) => all.filter((k) => kid === undefined || k.kid === kid));
+  return keys;
 }
 
-async function importUsable(jwks: JSONWebKeySet, alg: ClientAssertionAlg): Promise<ImportedKey[]> {
+// RFC 7518 §3.5 (and jose): a PS256 key must be at least 2048 bits.
+const MIN_RSA_BITS = 2048;
+
+function importUsable(jwks: JSONWebKeySet, alg: ClientAssertionAlg): ImportedKey[] {
   const out: ImportedKey[] = [];
   for (const jwk of jwks.keys as JWK[]) {
     if (!usableFor(jwk, alg)) continue;
     try {
-      out.push({ kid: jwk.kid, key: await importJWK(jwk, alg) });
+      const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+      const details = key.asymmetricKeyDetails;
+      if (alg === 'PS256' && (details?.modulusLength ?? 0) < MIN_RSA_BITS) continue;
+      if (alg === 'ES256' && details?.namedCurve !== 'prime256v1') continue;
+      out.push({ kid: jwk.kid, key });
     } catch {
       // A key that cannot be imported for this alg cannot verify anything: skip it.
     }

@@ -10,7 +10,6 @@
 // precise reason goes to the log only (OAuthError.internalReason), so a caller cannot probe which
 // check failed. Tokens are bound to the certificate they were requested over (RFC 8705).
 import { randomUUID, type KeyObject, type X509Certificate } from 'node:crypto';
-import { decodeProtectedHeader } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import {
@@ -32,6 +31,7 @@ import {
   DnSyntaxError,
   matchesRegisteredDn,
   parseDn,
+  type Dn,
 } from '../crypto/distinguishedName.js';
 import type { AssertionJtisStore } from '../db/stores/assertionJtisStore.js';
 import type { AuthMethod, Client } from '../db/stores/clientsStore.js';
@@ -195,9 +195,12 @@ export class Tokens {
       clockToleranceSeconds: auth.clockToleranceSeconds,
     };
     try {
-      const kid = assertionKid(assertion);
-      const verified = await verifyClientAssertion(assertion, policy, this.deps.clock.now(), (id) =>
-        this.deps.clients.findActive(id, kid),
+      // The kid lets a client with a jwks_uri refetch its set when it names a new key.
+      const verified = await verifyClientAssertion(
+        assertion,
+        policy,
+        this.deps.clock.now(),
+        (id, kid) => this.deps.clients.findActive(id, kid),
       );
       // RFC 7521 §4.2: a client_id sent alongside must name the same client.
       if (clientIdParam !== undefined && clientIdParam !== verified.clientId) {
@@ -248,7 +251,7 @@ export class Tokens {
     if (client.tlsSubjectDn !== null) {
       let subject;
       try {
-        subject = certificateSubject(certificate);
+        subject = subjectOf(certificate);
       } catch (err) {
         if (err instanceof DnSyntaxError)
           throw invalidClient(`certificate subject unreadable: ${err.message}`);
@@ -388,16 +391,6 @@ export class Tokens {
   }
 }
 
-/** The kid the assertion names (a client with a jwks_uri refetches its set for a new one). */
-function assertionKid(assertion: string): string | undefined {
-  try {
-    const kid = decodeProtectedHeader(assertion).kid;
-    return typeof kid === 'string' ? kid : undefined;
-  } catch {
-    return undefined; // verifyClientAssertion reports the malformed assertion
-  }
-}
-
 function invalidClient(internalReason: string): OAuthError {
   return new OAuthError('invalid_client', CLIENT_AUTHENTICATION_FAILED, internalReason);
 }
@@ -468,9 +461,26 @@ function certificateOf(request: TokenRequest): X509Certificate {
   return request.certificate;
 }
 
-function registeredDn(dn: string) {
+// Parsed once each: a registered DN (a pure function of its text; bounded like the clients'
+// cache) and the subject of a certificate object (asked again on the same request's object).
+const registeredDns = new Map<string, Dn>();
+const certificateSubjects = new WeakMap<X509Certificate, Dn>();
+
+function subjectOf(certificate: X509Certificate): Dn {
+  let subject = certificateSubjects.get(certificate);
+  if (subject === undefined)
+    certificateSubjects.set(certificate, (subject = certificateSubject(certificate)));
+  return subject;
+}
+
+function registeredDn(dn: string): Dn {
+  const known = registeredDns.get(dn);
+  if (known !== undefined) return known;
   try {
-    return parseDn(dn);
+    const parsed = parseDn(dn);
+    if (registeredDns.size >= 10_000) registeredDns.clear();
+    registeredDns.set(dn, parsed);
+    return parsed;
   } catch (err) {
     if (err instanceof DnSyntaxError)
       throw invalidClient(`registered subject DN unreadable: ${dn}`);

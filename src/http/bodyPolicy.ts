@@ -13,6 +13,7 @@
 // A body of another media type is not read at all (the validator then answers 415).
 import express, { type Request, type RequestHandler } from 'express';
 import { assertStorableJson, verifyUtf8 } from './strictJson.js';
+import { tokenFormReader } from './tokenForm.js';
 
 export const OBIE_JSON_LIMIT_BYTES = 64 * 1024;
 export const TOKEN_FORM_LIMIT_BYTES = 16 * 1024;
@@ -57,10 +58,17 @@ export const parseTokenForm: RequestHandler = express.urlencoded({
   parameterLimit: TOKEN_FORM_MAX_FIELDS,
 });
 
+// The plain form every TPP sends is read by src/http/tokenForm.ts; the rest by body-parser.
+const readTokenForm = tokenFormReader({
+  limitBytes: TOKEN_FORM_LIMIT_BYTES,
+  maxFields: TOKEN_FORM_MAX_FIELDS,
+  fallback: parseTokenForm,
+});
+
 /** The token endpoint's form body (POST /token only). */
 export const tokenFormBody: RequestHandler = (req, res, next) => {
   if (req.method === 'POST' && req.is('application/x-www-form-urlencoded'))
-    parseTokenForm(req, res, next);
+    readTokenForm(req, res, next);
   else next();
 };
 
