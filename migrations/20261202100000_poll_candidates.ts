@@ -20,6 +20,7 @@ export async function up(knex: Knex): Promise<void> {
     CREATE FUNCTION poll_candidates(p_client_id text, p_exclude uuid[], p_limit integer)
       RETURNS TABLE (jti uuid)
       LANGUAGE sql VOLATILE
+      ROWS 10 -- at most p_limit (maxEvents + 1): tells the planner of the calling statement
       SET enable_bitmapscan = off
       SET enable_seqscan = off
       SET enable_indexscan = on
