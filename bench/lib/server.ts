@@ -18,7 +18,7 @@ import type { BenchContext } from './report.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'bin/ob-events.js');
-export const SERVE_FLAGS = '--max-semi-space-size=2';
+export const SERVE_FLAGS = '--max-semi-space-size=4';
 
 export interface BenchServer {
   /** https://127.0.0.1:<port> (mTLS) */
