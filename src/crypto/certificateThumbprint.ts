@@ -2,6 +2,7 @@
 // value an access token carries as `cnf.x5t#S256` and the resource server compares with the
 // certificate on the connection.
 import { createHash, type X509Certificate } from 'node:crypto';
+import { memoised } from '../memo.js';
 
 // A request asks for its certificate's thumbprint several times (rate limit, pins, the token's
 // cnf, the binding check): computed once per certificate object. `cert.raw` copies the DER out
@@ -11,9 +12,7 @@ const thumbprints = new WeakMap<X509Certificate, string>();
 
 export function certificateThumbprint(cert: X509Certificate | Buffer): string {
   if (Buffer.isBuffer(cert)) return sha256(cert);
-  let thumbprint = thumbprints.get(cert);
-  if (thumbprint === undefined) thumbprints.set(cert, (thumbprint = sha256(cert.raw)));
-  return thumbprint;
+  return memoised(thumbprints, cert, () => sha256(cert.raw));
 }
 
 function sha256(der: Buffer): string {

@@ -33,6 +33,7 @@ import {
   parseDn,
   type Dn,
 } from '../crypto/distinguishedName.js';
+import { memoised } from '../memo.js';
 import type { AssertionJtisStore } from '../db/stores/assertionJtisStore.js';
 import type { AuthMethod, Client } from '../db/stores/clientsStore.js';
 import { OAuthError, UnauthenticatedError } from '../errors.js';
@@ -467,10 +468,7 @@ const registeredDns = new Map<string, Dn>();
 const certificateSubjects = new WeakMap<X509Certificate, Dn>();
 
 function subjectOf(certificate: X509Certificate): Dn {
-  let subject = certificateSubjects.get(certificate);
-  if (subject === undefined)
-    certificateSubjects.set(certificate, (subject = certificateSubject(certificate)));
-  return subject;
+  return memoised(certificateSubjects, certificate, () => certificateSubject(certificate));
 }
 
 function registeredDn(dn: string): Dn {

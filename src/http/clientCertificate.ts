@@ -20,6 +20,7 @@ import type { TLSSocket } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import ipaddr from 'ipaddr.js';
+import { memoised } from '../memo.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import {
@@ -191,30 +192,19 @@ function headerValues(req: IncomingMessage, name: string): string[] {
   return out;
 }
 
-// A connection's chain does not change: parsed once per connection, not once per request.
-// Per connection: one connection carries one client certificate (the API listener refuses TLS
-// renegotiation, listeners.ts), so keep-alive requests reuse what the first one read.
+// Per connection, not per request: one connection carries one client certificate and chain
+// (the API listener refuses TLS renegotiation, listeners.ts), so keep-alive requests reuse what
+// the first one read.
 const peers = new WeakMap<TLSSocket, X509Certificate>();
+const chains = new WeakMap<TLSSocket, X509Certificate[]>();
 
 function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
-  let peer = peers.get(socket);
-  if (!peer) {
-    peer = socket.getPeerX509Certificate();
-    if (peer) peers.set(socket, peer);
-  }
-  return peer;
+  return memoised(peers, socket, () => socket.getPeerX509Certificate());
 }
-
-const chains = new WeakMap<TLSSocket, X509Certificate[]>();
 
 /** The verified peer chain, leaf first, up to the trust anchor from the server's CA list. */
 function peerChain(socket: TLSSocket): X509Certificate[] {
-  let chain = chains.get(socket);
-  if (!chain) {
-    chain = readPeerChain(socket);
-    chains.set(socket, chain);
-  }
-  return chain;
+  return memoised(chains, socket, () => readPeerChain(socket));
 }
 
 function readPeerChain(socket: TLSSocket): X509Certificate[] {

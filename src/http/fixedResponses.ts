@@ -22,7 +22,7 @@ import type { Logger } from '../logger.js';
 import type { HttpRequestRecorder } from '../metrics.js';
 import type { ClientCertificateCheck } from './clientCertificate.js';
 import { createRequestContext } from './context.js';
-import { INTERACTION_ID_HEADER, interactionIdFor, requestLogLevel } from './interactionId.js';
+import { INTERACTION_ID_HEADER, interactionIdFor, logRequest } from './interactionId.js';
 
 export interface FixedDocument {
   path: string;
@@ -86,12 +86,12 @@ export function fixedResponder(deps: FixedResponderDeps): FixedResponder {
     res.writeHead(200, [INTERACTION_ID_HEADER, id, ...answer.head, 'Content-Length', length]);
     res.end(body);
     deps.record?.(answer.path, 'GET', 200, (performance.now() - started) / 1000);
-    const level = requestLogLevel(200, answer.path);
-    if (deps.logger.isLevelEnabled(level)) {
-      const ms = Math.round((performance.now() - started) * 10) / 10;
-      const line = { method: 'GET', path: answer.path, status: 200, ms };
-      createRequestContext(deps.logger, id).log[level](line, 'request');
-    }
+    logRequest(deps.logger, () => createRequestContext(deps.logger, id).log, {
+      method: 'GET',
+      path: answer.path,
+      status: 200,
+      elapsedMs: () => performance.now() - started,
+    });
   };
   return (req, res, fallback) => {
     if (req.method !== 'GET') return false;

@@ -22,16 +22,12 @@ export function interactionId(logger: Logger): RequestHandler {
     res.locals.ctx = ctx;
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      const level = requestLogLevel(res.statusCode, req.path);
-      if (!logger.isLevelEnabled(level)) return; // no line, no child logger to make
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const line = {
+      logRequest(logger, () => ctx.log, {
         method: req.method,
         path: req.path,
         status: res.statusCode,
-        ms: Math.round(ms * 10) / 10,
-      };
-      ctx.log[level](line, level === 'error' ? 'request failed' : 'request');
+        elapsedMs: () => Number(process.hrtime.bigint() - started) / 1e6,
+      });
     });
     next();
   };
@@ -42,8 +38,29 @@ export function interactionIdFor(given: string | undefined): string {
   return given !== undefined && USABLE.test(given) ? given : randomUUID();
 }
 
+/**
+ * A request's closing log line, in one shape wherever the response was sent (express, or the
+ * fixed responses of fixedResponses.ts). Nothing is made when its level is off: no child logger,
+ * no timing.
+ */
+export function logRequest(
+  logger: Logger,
+  requestLog: () => Logger,
+  request: { method: string; path: string; status: number; elapsedMs: () => number },
+): void {
+  const level = requestLogLevel(request.status, request.path);
+  if (!logger.isLevelEnabled(level)) return;
+  const line = {
+    method: request.method,
+    path: request.path,
+    status: request.status,
+    ms: Math.round(request.elapsedMs() * 10) / 10,
+  };
+  requestLog()[level](line, level === 'error' ? 'request failed' : 'request');
+}
+
 /** The level of a request's closing log line. */
-export function requestLogLevel(status: number, path: string): 'error' | 'info' | 'debug' {
+function requestLogLevel(status: number, path: string): 'error' | 'info' | 'debug' {
   // 503 is an announced outage (logged once where it starts and ends), not a failure here.
   if (status >= 500 && status !== 503) return 'error';
   return QUIET.test(path) ? 'debug' : 'info';

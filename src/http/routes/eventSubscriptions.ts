@@ -26,6 +26,7 @@ import { rawBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import { sendPreparedJson } from '../jsonBytes.js';
+import { memoised } from '../../memo.js';
 import type { components, operations } from '../openapi-types.js';
 
 /** Relative to the API version's base path. */
@@ -115,8 +116,7 @@ export function eventSubscriptionRoutes(
 
   collection.get(authorised, ...body, async (_req, res) => {
     const found = await subscriptions.getThrough(clientIdOf(res), api);
-    let answer = found ? listings.get(found) : noListing;
-    if (!answer) listings.set(found!, (answer = listing(found)));
+    const answer = found ? memoised(listings, found, () => listing(found)) : noListing;
     await sendSigned(res, 200, answer.payload, answer.text);
   });
 
