@@ -45,6 +45,19 @@ it('when errors say the database cannot be reached, then they are classified as 
   for (const err of notOutage) expect(isDatabaseUnavailable(err), String(err)).toBe(false);
 });
 
+it('when knex puts the statement in front of a dropped connection (a ROLLBACK under an outage), then it is still an outage', () => {
+  // Seen in the fault suite: a transaction's ROLLBACK on a connection the stop had cut was
+  // answered 500 ("ROLLBACK - Connection terminated unexpectedly").
+  expect(isDatabaseUnavailable(new Error('ROLLBACK - Connection terminated unexpectedly'))).toBe(
+    true,
+  );
+  expect(
+    isDatabaseUnavailable(
+      Object.assign(new Error('insert into "x" - duplicate key value'), { code: '23505' }),
+    ),
+  ).toBe(false);
+});
+
 describePostgres('a database outage', () => {
   let db: TestDatabase;
   let proxy: TcpProxy;

@@ -43,10 +43,18 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const code = typeof e.code === 'string' ? e.code : '';
   if (NETWORK_CODES.has(code) || SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return true;
   if (e.name === 'KnexTimeoutError') return true;
-  const message = typeof e.message === 'string' ? e.message : '';
+  const message = reasonOf(e.message) ?? '';
   if (MESSAGES.some((m) => m.test(message))) return true;
   // Node reports a refused connection to a host with several addresses as an AggregateError.
   return Array.isArray(e.errors) && e.errors.some(isDatabaseUnavailable);
+}
+
+/**
+ * The message without the statement knex puts in front of it (`ROLLBACK - Connection terminated
+ * unexpectedly`: a transaction whose connection dropped fails its ROLLBACK with that).
+ */
+function reasonOf(message: unknown): string | undefined {
+  return typeof message === 'string' ? message.split(' - ').pop() : undefined;
 }
 
 /**
@@ -72,10 +80,8 @@ export class DatabaseOutage {
     this.since = Date.now();
     this.refused = 1;
     const e = err as { code?: unknown; message?: unknown };
-    // knex prefixes the SQL text: keep the reason only.
-    const reason = typeof e.message === 'string' ? e.message.split(' - ').pop() : undefined;
     this.deps.logger.warn(
-      { code: e.code, reason },
+      { code: e.code, reason: reasonOf(e.message) },
       'database unavailable: answering 503 with Retry-After until it is back',
     );
     this.probe = setInterval(() => void this.check(), this.deps.probeMs ?? 1000);
