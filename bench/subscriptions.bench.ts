@@ -10,7 +10,8 @@ import type { JWK } from 'jose';
 import { request, type Agent } from 'undici';
 import { signClientAssertion } from '../src/crypto/clientAssertion.js';
 import { signDetached } from '../src/crypto/detachedJws.js';
-import { closedLoop, mtlsAgent } from './lib/load.js';
+import { interleaved, median, spread, type Interleaved } from './lib/interleaved.js';
+import { mtlsAgent } from './lib/load.js';
 import { responseOf, startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer, type BenchServer } from './lib/server.js';
@@ -21,7 +22,8 @@ const PATH = '/open-banking/v3.1/event-subscriptions';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 export const run: Bench = async (ctx) => {
-  const durationMs = ctx.quick ? 2_000 : 10_000;
+  const rounds = ctx.quick ? 2 : 5;
+  const roundMs = ctx.quick ? 1_000 : 2_000;
   const warmupMs = ctx.quick ? 500 : 2_000;
   const server = await startBenchServer(
     ctx,
@@ -42,56 +44,83 @@ export const run: Bench = async (ctx) => {
     const token = await accessToken(server, agent, jwk);
     await subscribe(server, agent, jwk, token);
 
-    ctx.log(`GET ${PATH}: ${CONCURRENCY} workers, ${durationMs / 1000} s`);
-    let cpuBefore = server.cpuMs();
+    // The reference: the same status, headers (signature included) and body as a real answer
+    // of ours, from a bare node:https server, under the same load.
+    const ours = await responseOf(`${server.url}${PATH}`, server.pki, {
+      authorization: `Bearer ${token}`,
+    });
+    const bare = await startBareHttpsServer(
+      server.pki,
+      ours.body,
+      'application/json',
+      ours.headers,
+    );
+    const bareAgent = mtlsAgent(
+      { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+      CONCURRENCY,
+    );
     // Distinct x-jws-signature values seen: how often ResponseSigner reused one (SIGNATURE_REUSE_MS).
     const signatures = new Set<string>();
     let signed = 0;
-    const result = await closedLoop({
-      onMeasureStart: () => (cpuBefore = server.cpuMs()),
-      concurrency: CONCURRENCY,
-      durationMs,
-      warmupMs,
-      request: async () => {
-        const res = await request(`${server.url}${PATH}`, {
-          dispatcher: agent,
-          headers: { authorization: `Bearer ${token}` },
-        });
-        const text = await res.body.text();
-        const signature = res.headers['x-jws-signature'];
-        if (res.statusCode !== 200 || typeof signature !== 'string') {
-          throw new Error(`${res.statusCode} ${text}`);
-        }
-        signatures.add(signature);
-        signed += 1;
-        return true;
-      },
-    });
-    const cpuAfter = server.cpuMs();
-    const bare = await bareRate(server, token, { durationMs, warmupMs });
-    ctx.log(`reference: bare node:https server answering the same bytes`);
-    const perRequest = (ms: number) => (result.count > 0 ? (ms / result.count) * 1000 : NaN);
-    const mainUs = perRequest(cpuAfter.mainThread - cpuBefore.mainThread);
-    const otherUs = perRequest(cpuAfter.otherThreads - cpuBefore.otherThreads);
-    if (result.firstError) ctx.log(`first error: ${result.firstError}`);
+    let result: Interleaved;
+    try {
+      ctx.log(
+        `GET ${PATH} and the bare reference, ${CONCURRENCY} workers, ${rounds} alternating rounds of ${roundMs / 1000} s`,
+      );
+      result = await interleaved({
+        rounds,
+        roundMs,
+        warmupMs,
+        concurrency: CONCURRENCY,
+        ours: {
+          cpuMs: () => server.cpuMs(),
+          request: async () => {
+            const res = await request(`${server.url}${PATH}`, {
+              dispatcher: agent,
+              headers: { authorization: `Bearer ${token}` },
+            });
+            const text = await res.body.text();
+            const signature = res.headers['x-jws-signature'];
+            if (res.statusCode !== 200 || typeof signature !== 'string') {
+              throw new Error(`${res.statusCode} ${text}`);
+            }
+            signatures.add(signature);
+            signed += 1;
+          },
+        },
+        reference: {
+          cpuMs: () => bare.cpuMs(),
+          request: async () => {
+            const r = await request(`${bare.url}${PATH}`, { dispatcher: bareAgent });
+            await r.body.text();
+            if (r.statusCode !== 200) throw new Error(`bare server: ${r.statusCode}`);
+          },
+        },
+      });
+    } finally {
+      await bareAgent.close();
+      await bare.stop();
+    }
+    const { ours: measured, reference } = result;
+    if (measured.firstError) ctx.log(`first error: ${measured.firstError}`);
     const rows: BenchRow[] = [
       {
         bench: 'subscriptions',
         metric: 'GET /event-subscriptions',
-        value: result.perSecond,
+        value: measured.perSecond,
         unit: '/s',
         target: '>= 2500',
         note: `mTLS keep-alive + bound token + validation + signed response, ${CONCURRENCY} in flight`,
       },
-      { bench: 'subscriptions', metric: 'latency p50', value: result.p50Ms, unit: 'ms' },
-      { bench: 'subscriptions', metric: 'latency p99', value: result.p99Ms, unit: 'ms' },
-      { bench: 'subscriptions', metric: 'errors', value: result.errors, unit: '' },
+      { bench: 'subscriptions', metric: 'latency p50', value: measured.p50Ms, unit: 'ms' },
+      { bench: 'subscriptions', metric: 'latency p99', value: measured.p99Ms, unit: 'ms' },
+      { bench: 'subscriptions', metric: 'errors', value: measured.errors, unit: '' },
       {
         bench: 'subscriptions',
         metric: 'server CPU per request',
-        value: mainUs + otherUs,
+        value: measured.mainUs + measured.otherUs,
         unit: 'µs',
-        note: `event loop ${Math.round(mainUs)} µs, other threads ${Math.round(otherUs)} µs`,
+        note: `event loop ${Math.round(measured.mainUs)} µs, other threads ${Math.round(measured.otherUs)} µs`,
       },
       {
         bench: 'subscriptions',
@@ -104,16 +133,17 @@ export const run: Bench = async (ctx) => {
       {
         bench: 'subscriptions',
         metric: 'bare node:https GET',
-        value: bare,
+        value: reference.perSecond,
         unit: '/s',
-        note: 'reference: same TLS settings, bytes, load generator and connections',
+        note: `reference: same TLS settings, bytes, load generator and connections; server CPU ${Math.round(reference.mainUs + reference.otherUs)} µs/request`,
       },
       {
         bench: 'subscriptions',
         metric: 'GET rate ÷ bare rate',
-        value: result.perSecond / bare,
+        value: median(result.rateRatios),
         unit: '×',
         target: '>= 0.5',
+        note: `median of alternating rounds (${spread(result.rateRatios)})`,
       },
     ];
     return rows;
@@ -174,37 +204,4 @@ async function subscribe(server: BenchServer, agent: Agent, jwk: JWK, token: str
   });
   const text = await res.body.text();
   if (res.statusCode !== 201) throw new Error(`POST ${PATH}: ${res.statusCode} ${text}`);
-}
-
-/** The reference: the same response bytes from a bare node:https server, under the same load. */
-async function bareRate(
-  server: BenchServer,
-  token: string,
-  times: { durationMs: number; warmupMs: number },
-): Promise<number> {
-  // The same status, headers (signature included) and body as a real answer of ours.
-  const ours = await responseOf(`${server.url}${PATH}`, server.pki, {
-    authorization: `Bearer ${token}`,
-  });
-  const bare = await startBareHttpsServer(server.pki, ours.body, 'application/json', ours.headers);
-  const bareAgent = mtlsAgent(
-    { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
-    CONCURRENCY,
-  );
-  try {
-    const result = await closedLoop({
-      concurrency: CONCURRENCY,
-      ...times,
-      request: async () => {
-        const r = await request(`${bare.url}${PATH}`, { dispatcher: bareAgent });
-        await r.body.text();
-        if (r.statusCode !== 200) throw new Error(`bare server: ${r.statusCode}`);
-        return true;
-      },
-    });
-    return result.perSecond;
-  } finally {
-    await bareAgent.close();
-    await bare.stop();
-  }
 }

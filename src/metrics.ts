@@ -252,15 +252,18 @@ async function readDatabaseGauges(knex: Knex) {
   };
 }
 
+/** Where a request answered without express's routers names its route pattern. */
+export const ROUTE_LOCAL = 'routePattern';
+
 /** Counts and times every request by its route pattern (bounded cardinality). */
 export function httpMetrics(metrics: Metrics, listener: 'api' | 'admin'): RequestHandler {
   const record = httpRequestRecorder(metrics, listener);
   return (req, res, next) => {
     const started = performance.now();
     res.on('finish', () => {
-      const route = req.route
-        ? `${req.baseUrl}${String((req.route as { path: string }).path)}`
-        : 'unmatched';
+      const route =
+        (res.locals[ROUTE_LOCAL] as string | undefined) ??
+        (req.route ? `${req.baseUrl}${String((req.route as { path: string }).path)}` : 'unmatched');
       record(route, req.method, res.statusCode, (performance.now() - started) / 1000);
     });
     next();

@@ -14,6 +14,7 @@ import {
 import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { fixedDocumentsOf, fixedResponder } from './fixedResponses.js';
+import { inSequence } from './inSequence.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, httpRequestRecorder, type Metrics } from '../metrics.js';
 import { helmetHeaderSteps, securityHeaderPairs, securityHeaders } from './securityHeaders.js';
@@ -38,10 +39,15 @@ export function createApiApp(deps: ApiAppDeps): RequestListener {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.locals[DATABASE_OUTAGE_LOCAL] = deps.databaseOutage;
-  app.use(interactionId(deps.logger));
-  if (deps.metrics) app.use(httpMetrics(deps.metrics, 'api'));
-  app.use(securityHeaders(helmetSteps));
-  app.use(clientCertificate(certificate));
+  // One layer for the four steps every request takes.
+  app.use(
+    inSequence([
+      interactionId(deps.logger),
+      ...(deps.metrics ? [httpMetrics(deps.metrics, 'api')] : []),
+      securityHeaders(helmetSteps),
+      clientCertificate(certificate),
+    ]),
+  );
   for (const router of deps.routers) app.use(router);
   app.use(notFoundHandler);
   app.use(errorMapper);

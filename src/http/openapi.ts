@@ -20,6 +20,7 @@ import { Router, type ErrorRequestHandler, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { AppError, detail, OAuthError } from '../errors.js';
 import { OBIE_JSON_LIMIT_BYTES, tokenFormBody } from './bodyPolicy.js';
+import { inSequence } from './inSequence.js';
 import { jsonBytes } from './jsonBytes.js';
 import { memoiseValidatorRouteRegexps } from './validatorRouteCache.js';
 
@@ -87,36 +88,6 @@ function obieApisFirst(obieApis: RequestHandler): RequestHandler {
 }
 
 /**
- * `handlers` run in order as one middleware, as express would run them (a thrown error or a
- * rejected promise goes to `next`), without a router layer each.
- */
-function inSequence(handlers: readonly RequestHandler[]): RequestHandler {
-  return (req, res, next) => {
-    let i = 0;
-    const step = (err?: unknown): void => {
-      if (err) {
-        next(err);
-        return;
-      }
-      const handler = handlers[i++];
-      if (!handler) {
-        next();
-        return;
-      }
-      try {
-        const ret = handler(req, res, step) as unknown;
-        if (ret instanceof Promise) {
-          ret.catch((error: unknown) => next(error ?? new Error('Rejected promise')));
-        }
-      } catch (error) {
-        next(error);
-      }
-    };
-    step();
-  };
-}
-
-/**
  * express-openapi-validator over `openApi`, strictly. Mounted for the root paths (`ignore`: the
  * OBIE paths; `paths`: the root ones) and inside each OBIE route, after its body was read
  * (`paths`: its version's). No multipart step: no
@@ -174,9 +145,13 @@ function withPaths(
  */
 const NO_OP_STEPS = new Set(['securityMiddleware', 'pathParamsMiddleware']);
 
+const ACCEPTS_JSON = new Set(['*/*', 'application/json', 'application/*']);
+
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
 const acceptJson: RequestHandler = (req, _res, next) => {
-  if (req.get('accept') === undefined || req.accepts('application/json')) {
+  const accept = req.headers.accept;
+  // What curl, fetch and most SDKs send is settled without parsing (negotiator) every time.
+  if (accept === undefined || ACCEPTS_JSON.has(accept) || req.accepts('application/json')) {
     next();
     return;
   }

@@ -11,7 +11,7 @@
 // A signed response is serialised once; the signature covers exactly the bytes sent. A GET's
 // answer is built once per stored subscription: the read cache (src/domain/subscriptions.ts)
 // hands back the same object for up to a second, and its answer is kept beside it (WeakMap).
-import type { Request, RequestHandler, Response, Router } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../../config.js';
 import type { StoredSubscription, Subscriptions } from '../../domain/subscriptions.js';
 import type { RequestSignatures } from '../../domain/requestSignatures.js';
@@ -24,10 +24,10 @@ import {
 } from '../auth/accessToken.js';
 import { rawBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
-import { methodNotAllowed } from '../errorMapper.js';
 import { sendPreparedJson } from '../jsonBytes.js';
 import { memoised } from '../../memo.js';
 import type { components, operations } from '../openapi-types.js';
+import type { VersionRoutes } from './obieApi.js';
 
 /** Relative to the API version's base path. */
 export const EVENT_SUBSCRIPTIONS = '/event-subscriptions';
@@ -58,9 +58,9 @@ export interface EventSubscriptionsDeps {
   };
 }
 
-/** Adds the subscription routes of `profile` to `router` (mounted at the profile's base path). */
+/** Adds the subscription routes of `profile` to `routes` (the profile's base path). */
 export function eventSubscriptionRoutes(
-  router: Router,
+  routes: VersionRoutes,
   deps: EventSubscriptionsDeps,
   profile: ApiProfile,
   body: RequestHandler[],
@@ -100,10 +100,7 @@ export function eventSubscriptionRoutes(
     Meta: {},
   });
 
-  const collection = router.route(EVENT_SUBSCRIPTIONS);
-  const item = router.route(ITEM);
-
-  collection.post(authorised, ...body, async (req, res) => {
+  const create: RequestHandler = async (req, res) => {
     await checkSignature(req, res);
     const { Data } = req.body as CreateRequest;
     const created = await subscriptions.create(clientIdOf(res), api, {
@@ -112,15 +109,15 @@ export function eventSubscriptionRoutes(
       eventTypes: Data.EventTypes,
     });
     await sendSigned(res, 201, one(created));
-  });
+  };
 
-  collection.get(authorised, ...body, async (_req, res) => {
+  const read: RequestHandler = async (_req, res) => {
     const found = await subscriptions.getThrough(clientIdOf(res), api);
     const answer = found ? memoised(listings, found, () => listing(found)) : noListing;
     await sendSigned(res, 200, answer.payload, answer.text);
-  });
+  };
 
-  item.put(authorised, ...body, async (req, res) => {
+  const change: RequestHandler = async (req, res) => {
     await checkSignature(req, res);
     const { EventSubscriptionId } = req.params as ItemPath;
     const { Data } = req.body as ChangeRequest;
@@ -131,17 +128,22 @@ export function eventSubscriptionRoutes(
       eventTypes: Data.EventTypes,
     });
     await sendSigned(res, 200, one(replaced));
-  });
+  };
 
-  item.delete(authorised, ...body, async (req, res) => {
+  const remove: RequestHandler = async (req, res) => {
     const { EventSubscriptionId } = req.params as ItemPath;
     await subscriptions.delete(clientIdOf(res), api, EventSubscriptionId);
     res.status(204).end();
-  });
+  };
 
-  // One route per path (one router layer each); another method is 405 with Allow.
-  collection.all(methodNotAllowed(['POST', 'GET']));
-  item.all(methodNotAllowed(['PUT', 'DELETE']));
+  routes.path(EVENT_SUBSCRIPTIONS, {
+    post: [authorised, ...body, create],
+    get: [authorised, ...body, read],
+  });
+  routes.path(ITEM, {
+    put: [authorised, ...body, change],
+    delete: [authorised, ...body, remove],
+  });
 }
 
 /** OBIE field order; optional members left out when they have no value. */

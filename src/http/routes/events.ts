@@ -3,12 +3,12 @@
 // checks the scope, reads and validates the body, hands it to the polling domain, answers 200
 // (DECISIONS.md: always 200 with both members). A request the client abandons stops its long
 // poll.
-import type { RequestHandler, Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Polling } from '../../domain/polling.js';
 import { AppError } from '../../errors.js';
 import { requireAccessToken, POLLING_SCOPES, type AccessTokenDeps } from '../auth/accessToken.js';
 import { requestContext } from '../context.js';
-import { methodNotAllowed } from '../errorMapper.js';
+import type { VersionRoutes } from './obieApi.js';
 
 /** Relative to the API version's base path. */
 export const EVENTS = '/events';
@@ -16,27 +16,24 @@ export const EVENTS = '/events';
 export const EVENTS_PATH = '/open-banking/v3.1/events';
 
 export function eventsRoutes(
-  router: Router,
+  routes: VersionRoutes,
   deps: AccessTokenDeps & { polling: Polling },
   body: RequestHandler[],
 ): void {
-  router.post(
-    EVENTS,
-    requireAccessToken(deps, { scopes: POLLING_SCOPES }),
-    (req, _res, next) => {
-      // A body of another media type is refused before anything tries to parse it.
-      if (req.is('application/json') === false)
-        throw new AppError('unsupported_media_type', 'send application/json');
-      next();
-    },
-    ...body,
-    async (req, res) => {
-      const aborted = new AbortController();
-      res.on('close', () => aborted.abort());
-      const clientId = requestContext(res).clientId!;
-      const answer = await deps.polling.poll(clientId, req.body, aborted.signal);
-      res.status(200).json(answer);
-    },
-  );
-  router.all(EVENTS, methodNotAllowed(['POST']));
+  const jsonOnly: RequestHandler = (req, _res, next) => {
+    // A body of another media type is refused before anything tries to parse it.
+    if (req.is('application/json') === false)
+      throw new AppError('unsupported_media_type', 'send application/json');
+    next();
+  };
+  const poll: RequestHandler = async (req, res) => {
+    const aborted = new AbortController();
+    res.on('close', () => aborted.abort());
+    const clientId = requestContext(res).clientId!;
+    const answer = await deps.polling.poll(clientId, req.body, aborted.signal);
+    res.status(200).json(answer);
+  };
+  routes.path(EVENTS, {
+    post: [requireAccessToken(deps, { scopes: POLLING_SCOPES }), jsonOnly, ...body, poll],
+  });
 }

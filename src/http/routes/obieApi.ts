@@ -13,6 +13,9 @@
 // nothing and is a 404 from the root router.
 // obieApisRouter holds every version's router; the root router (src/http/openapi.ts) hands it each
 // /open-banking/ request right after the Accept check, ahead of the root paths' steps.
+// A request for one of the routes' exact paths (no path parameter, no query string, the method
+// the route serves) runs the same steps straight from a table (`direct`), without the nested
+// routers' path matching and hand-ons; every other request takes the express routers.
 import { Router, type RequestHandler } from 'express';
 import { AppError } from '../../errors.js';
 import { selectProfile, type ApiProfile } from '../apiProfiles.js';
@@ -20,31 +23,53 @@ import { authenticateCaller } from '../auth/accessToken.js';
 import { obieJsonBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
+import { inSequence } from '../inSequence.js';
 import { openApiValidator, type OpenApiDocument } from '../openapi.js';
 import { eventSubscriptionRoutes } from './eventSubscriptions.js';
 import { eventsRoutes } from './events.js';
 import type { RouteDeps } from './index.js';
+import { ROUTE_LOCAL } from '../../metrics.js';
 
 export const OPENAPI_DOCUMENT = '/openapi.json';
+
+type Method = 'get' | 'post' | 'put' | 'delete';
+
+/** How a route file adds its paths to a version (relative to the version's base path). */
+export interface VersionRoutes {
+  /** A path's operations, each its steps in order; any other method is 405 with Allow. */
+  path(path: string, operations: Partial<Record<Method, RequestHandler[]>>): void;
+}
 
 /** Every version's router, each at its base path (one router: one hand-on when none matches). */
 export function obieApisRouter(
   deps: RouteDeps,
   versions: readonly { profile: ApiProfile; openApi: OpenApiDocument }[],
-): Router {
+): RequestHandler {
   const router = Router({ caseSensitive: true });
+  // "GET /open-banking/v3.1/event-subscriptions" -> the steps the routers would run for it.
+  const direct = new Map<string, RequestHandler>();
   for (const { profile, openApi } of versions) {
-    router.use(profile.basePath, versionRouter(deps, profile, openApi));
+    router.use(profile.basePath, versionRouter(deps, profile, openApi, direct));
   }
-  return router;
+  return (req, res, next) => {
+    const steps = direct.get(`${req.method} ${req.url}`);
+    if (steps) steps(req, res, next);
+    else router(req, res, next);
+  };
 }
 
-function versionRouter(deps: RouteDeps, profile: ApiProfile, openApi: OpenApiDocument): Router {
+function versionRouter(
+  deps: RouteDeps,
+  profile: ApiProfile,
+  openApi: OpenApiDocument,
+  direct: Map<string, RequestHandler>,
+): Router {
   const api = Router({ caseSensitive: true });
-  api.use((_req, res, next) => {
+  const chosen: RequestHandler = (_req, res, next) => {
     selectProfile(res, profile);
     next();
-  });
+  };
+  api.use(chosen);
   api
     .route(OPENAPI_DOCUMENT)
     .get((_req, res) => {
@@ -52,17 +77,44 @@ function versionRouter(deps: RouteDeps, profile: ApiProfile, openApi: OpenApiDoc
       res.type('application/json').send(openApi.text);
     })
     .all(methodNotAllowed(['GET']));
-  api.use(authenticateCaller(deps));
-  if (profile.payloadVersionHeader) api.use(payloadVersion);
+  // Every path below: the access token first, then (v4.0) the payload-version header.
+  const guard = [
+    authenticateCaller(deps),
+    ...(profile.payloadVersionHeader ? [payloadVersion] : []),
+  ];
+  api.use(...guard);
+  const notFound: RequestHandler = (req, _res, next) => {
+    next(new AppError('not_found', `no endpoint ${req.method} ${req.originalUrl.split('?')[0]}`));
+  };
 
+  const routes: VersionRoutes = {
+    path(path, operations) {
+      const route = api.route(path);
+      const methods = Object.keys(operations) as Method[];
+      for (const method of methods) {
+        const steps = operations[method]!;
+        route[method](...steps);
+        if (!path.includes(':')) {
+          const pattern = `${profile.basePath}${path}`;
+          const named: RequestHandler = (_req, res, next) => {
+            res.locals[ROUTE_LOCAL] = pattern;
+            chosen(_req, res, next);
+          };
+          direct.set(
+            `${method.toUpperCase()} ${pattern}`,
+            inSequence([named, ...guard, ...steps, notFound]),
+          );
+        }
+      }
+      route.all(methodNotAllowed(methods.map((m) => m.toUpperCase())));
+    },
+  };
   const ours = (path: string) => path.startsWith(`${profile.basePath}/`);
   const validator = openApiValidator(openApi, deps.config.http.validateResponses, undefined, ours);
   const body = [obieJsonBody, ...validator];
-  eventSubscriptionRoutes(api, deps, profile, body);
-  eventsRoutes(api, { ...deps, polling: deps.services.polling }, body);
-  api.use((req, _res, next) => {
-    next(new AppError('not_found', `no endpoint ${req.method} ${req.originalUrl.split('?')[0]}`));
-  });
+  eventSubscriptionRoutes(routes, deps, profile, body);
+  eventsRoutes(routes, { ...deps, polling: deps.services.polling }, body);
+  api.use(notFound);
   return api;
 }
 
