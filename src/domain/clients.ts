@@ -7,6 +7,7 @@ import { CHANNELS, notify, type Notifier } from '../db/notifier.js';
 import type { AuthMethod, Client, ClientsStore, NewClient } from '../db/stores/clientsStore.js';
 import { AppError, invalid } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { ReadThroughCache } from './readThroughCache.js';
 import type { RemoteJwks } from '../net/remoteJwks.js';
 import type { Knex } from 'knex';
 
@@ -72,9 +73,16 @@ export interface ClientsDeps {
 const MAX_THUMBPRINTS = 20;
 
 export class Clients {
-  private readonly cache = new Map<string, { client: Client | undefined; until: number }>();
+  private readonly cache: ReadThroughCache<Client | undefined>;
 
-  constructor(private readonly deps: ClientsDeps) {}
+  constructor(private readonly deps: ClientsDeps) {
+    // 10,000 entries: bounds memory under a flood of unknown ids.
+    this.cache = new ReadThroughCache({
+      ttlMs: CLIENT_CACHE_MS,
+      maxEntries: 10_000,
+      now: () => deps.clock.now(),
+    });
+  }
 
   private get policy(): RegistrationPolicy {
     return this.deps.policy ?? DEFAULT_REGISTRATION_POLICY;
@@ -83,7 +91,7 @@ export class Clients {
   /** Invalidate cached entries when any replica changes a client. */
   async watch(notifier: Notifier): Promise<void> {
     await notifier.listen(CHANNELS.config, (payload) => {
-      if (payload.startsWith('client:')) this.cache.delete(payload.slice('client:'.length));
+      if (payload.startsWith('client:')) this.cache.forget(payload.slice('client:'.length));
     });
     notifier.onResync(() => this.cache.clear());
   }
@@ -102,7 +110,7 @@ export class Clients {
         `client ${client.clientId} is already registered and active: change it with update`,
       );
     }
-    this.cache.delete(client.clientId);
+    this.cache.forget(client.clientId);
     return created;
   }
 
@@ -155,7 +163,7 @@ export class Clients {
       return row;
     });
     if (!updated) throw new AppError('not_found', `no client ${clientId}`);
-    this.cache.delete(clientId);
+    this.cache.forget(clientId);
     return updated;
   }
 
@@ -184,7 +192,7 @@ export class Clients {
       return { client, discardedSets: discarded.rowCount };
     });
     if (!result) throw new AppError('not_found', `no client ${clientId}`);
-    this.cache.delete(clientId);
+    this.cache.forget(clientId);
     return result;
   }
 
@@ -195,7 +203,7 @@ export class Clients {
       return revoked;
     });
     if (!client) throw new AppError('not_found', `no client ${clientId}`);
-    this.cache.delete(clientId);
+    this.cache.forget(clientId);
     return client;
   }
 
@@ -219,14 +227,10 @@ export class Clients {
     // An id outside the registration grammar cannot exist: no query (and no NUL byte, lone
     // surrogate or 15,000-character id ever reaches Postgres or the cache).
     if (!CLIENT_ID.test(clientId)) return undefined;
-    const now = this.deps.clock.now();
-    const hit = this.cache.get(clientId);
-    if (hit && hit.until > now) return hit.client;
-    const found = await this.deps.store.find(clientId);
-    const client = found?.status === 'active' ? found : undefined;
-    if (this.cache.size > 10_000) this.cache.clear(); // bound memory under a flood of unknown ids
-    this.cache.set(clientId, { client, until: now + CLIENT_CACHE_MS });
-    return client;
+    return this.cache.get(clientId, async () => {
+      const found = await this.deps.store.find(clientId);
+      return found?.status === 'active' ? found : undefined;
+    });
   }
 
   /** An unreachable jwks_uri leaves the client without keys: its signatures fail, clearly logged. */

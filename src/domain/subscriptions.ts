@@ -35,6 +35,7 @@ import type { LookupAll } from '../net/addressPolicy.js';
 import { isStorableText } from '../storableText.js';
 import { assertValidCallbackUrl, parseCallbackUrl } from './callbackUrl.js';
 import { EventTypeCatalog, type EventTypeCode } from './eventTypes.js';
+import { ReadThroughCache } from './readThroughCache.js';
 import {
   acceptedVersionsText,
   apiVersionById,
@@ -88,24 +89,22 @@ export function newSubscriptionId(): string {
 }
 
 export class Subscriptions {
-  private readonly cache = new Map<
-    string,
-    { subscription: StoredSubscription | undefined; until: number }
-  >();
-  // Bumped by every invalidation: a read that overlapped one is not cached (it may be older).
-  private generation = 0;
+  private readonly cache: ReadThroughCache<StoredSubscription | undefined>;
 
-  constructor(private readonly deps: SubscriptionsDeps) {}
+  constructor(private readonly deps: SubscriptionsDeps) {
+    this.cache = new ReadThroughCache({
+      ttlMs: READ_CACHE_MS,
+      maxEntries: READ_CACHE_MAX,
+      now: () => deps.clock.now(),
+    });
+  }
 
   /** Drop cached reads when any replica changes a client's subscription. */
   async watch(notifier: Notifier): Promise<void> {
     await notifier.listen(CHANNELS.config, (payload) => {
       if (payload.startsWith(ANNOUNCEMENT)) this.forget(payload.slice(ANNOUNCEMENT.length));
     });
-    notifier.onResync(() => {
-      this.generation++;
-      this.cache.clear();
-    });
+    notifier.onResync(() => this.cache.clear());
   }
 
   /** Creates the client's subscription through `api` (at most one per client, across versions). */
@@ -131,17 +130,8 @@ export class Subscriptions {
   }
 
   /** The client's subscription, if it has one (at most a second old, see above). */
-  async get(clientId: string): Promise<StoredSubscription | undefined> {
-    const now = this.deps.clock.now();
-    const hit = this.cache.get(clientId);
-    if (hit && hit.until > now) return hit.subscription;
-    const generation = this.generation;
-    const subscription = await this.deps.store.findByClient(clientId);
-    if (generation === this.generation) {
-      if (this.cache.size >= READ_CACHE_MAX) this.cache.clear();
-      this.cache.set(clientId, { subscription, until: now + READ_CACHE_MS });
-    }
-    return subscription;
+  get(clientId: string): Promise<StoredSubscription | undefined> {
+    return this.cache.get(clientId, () => this.deps.store.findByClient(clientId));
   }
 
   /** The client's subscription as seen through `api`: refused when created through a newer one. */
@@ -152,8 +142,7 @@ export class Subscriptions {
   }
 
   private forget(clientId: string): void {
-    this.generation++;
-    this.cache.delete(clientId);
+    this.cache.forget(clientId);
   }
 
   async replace(
