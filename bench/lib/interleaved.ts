@@ -67,9 +67,9 @@ export function median(values: readonly number[]): number {
 }
 
 /** "0.41–0.55 over 5 rounds" */
-export function spread(values: readonly number[]): string {
+export function spread(values: readonly number[], unit = 'rounds'): string {
   const f = (v: number) => v.toFixed(2);
-  return `${f(Math.min(...values))}–${f(Math.max(...values))} over ${values.length} rounds`;
+  return `${f(Math.min(...values))}–${f(Math.max(...values))} over ${values.length} ${unit}`;
 }
 
 interface Measured {
