@@ -13,6 +13,7 @@ import { constants, createPrivateKey, randomUUID, sign, type KeyObject } from 'n
 import fs from 'node:fs';
 import type { JWK } from 'jose';
 import { request, type Dispatcher } from 'undici';
+import { interleaved, median, spread, type Interleaved } from './lib/interleaved.js';
 import { closedLoop, machineCpu, mtlsAgent, type LoadResult } from './lib/load.js';
 import { rawPs256PerSecond, responseOf, startBareHttpsServer } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
@@ -70,20 +71,9 @@ export const run: Bench = async (ctx) => {
       return true;
     });
 
-    ctx.log(`GET /.well-known/openid-configuration (baseline): ${CONCURRENCY} workers`);
-    const baseline = await measured(
-      server,
-      { durationMs: durationMs / 2, warmupMs: warmupMs / 2 },
-      async () => {
-        await expect200(
-          request(`${server.url}/.well-known/openid-configuration`, { dispatcher: agent }),
-        );
-        return true;
-      },
-    );
     // Reference: a bare node:https server, same TLS settings, answering the same bytes (status,
     // headers, body of a real discovery response), loaded by the same generator with the same
-    // connection count.
+    // connection count, in rounds alternating with ours (bench/lib/interleaved.ts).
     const discovery = await responseOf(
       `${server.url}/.well-known/openid-configuration`,
       server.pki,
@@ -98,23 +88,35 @@ export const run: Bench = async (ctx) => {
       { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
       CONCURRENCY,
     );
-    let bare: Measured;
+    let versus: Interleaved;
     try {
-      ctx.log(`GET fixed bytes from a bare node:https server (reference): ${CONCURRENCY} workers`);
-      bare = await measured(
-        bareServer,
-        { durationMs: durationMs / 2, warmupMs: warmupMs / 2 },
-        async () => {
-          await expect200(request(`${bareServer.url}/`, { dispatcher: bareAgent }));
-          return true;
-        },
+      const rounds = ctx.quick ? 2 : 5;
+      ctx.log(
+        `GET /.well-known/openid-configuration (baseline) and the same bytes from a bare node:https server (reference): ${CONCURRENCY} workers, ${rounds} alternating rounds`,
       );
+      versus = await interleaved({
+        rounds,
+        roundMs: durationMs / 10,
+        warmupMs: warmupMs / 2,
+        concurrency: CONCURRENCY,
+        ours: {
+          cpuMs: () => server.cpuMs(),
+          request: () =>
+            expect200(
+              request(`${server.url}/.well-known/openid-configuration`, { dispatcher: agent }),
+            ),
+        },
+        reference: {
+          cpuMs: () => bareServer.cpuMs(),
+          request: () => expect200(request(`${bareServer.url}/`, { dispatcher: bareAgent })),
+        },
+      });
     } finally {
       await bareAgent.close();
       await bareServer.stop();
     }
+    const { ours: baseline, reference: bare } = versus;
     if (tokens.load.firstError) ctx.log(`first error: ${tokens.load.firstError}`);
-    const baselineUs = baseline.mainUs + baseline.otherUs;
     const bareUs = bare.mainUs + bare.otherUs;
 
     const rows: BenchRow[] = [
@@ -159,7 +161,7 @@ export const run: Bench = async (ctx) => {
       {
         bench: 'tokens',
         metric: 'baseline GET (discovery)',
-        value: baseline.load.perSecond,
+        value: baseline.perSecond,
         unit: '/s',
         note: `same middleware, no token work: server CPU ${Math.round(baseline.mainUs + baseline.otherUs)} µs/request`,
       },
@@ -180,17 +182,17 @@ export const run: Bench = async (ctx) => {
       {
         bench: 'tokens',
         metric: 'bare node:https GET',
-        value: bare.load.perSecond,
+        value: bare.perSecond,
         unit: '/s',
         note: `reference: same TLS settings and bytes, server CPU ${Math.round(bareUs)} µs/request`,
       },
       {
         bench: 'tokens',
         metric: 'discovery CPU ÷ bare CPU',
-        value: baselineUs / bareUs,
+        value: median(versus.cpuRatios),
         unit: '×',
         target: '<= 1.5',
-        note: 'server CPU per request, discovery GET vs the bare server',
+        note: `server CPU per request, discovery GET vs the bare server: median of alternating rounds (${spread(versus.cpuRatios)})`,
       },
       { bench: 'tokens', metric: 'server RSS', value: server.rssMb(), unit: 'MiB' },
     ];

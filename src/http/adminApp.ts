@@ -1,10 +1,11 @@
 // The admin listener (plain HTTP, loopback by default): health for orchestrators, and the
 // bank-facing routes (metrics, publishing, deliveries) that later mount here.
-import express, { type Express, type Router } from 'express';
+import express, { type Router } from 'express';
 import type { Logger } from '../logger.js';
 import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { interactionId } from './interactionId.js';
+import { served, type ServedApp } from './requestClasses.js';
 import { httpMetrics, type Metrics } from '../metrics.js';
 
 export interface Readiness {
@@ -21,7 +22,7 @@ export interface AdminAppDeps {
   databaseOutage?: DatabaseOutage;
 }
 
-export function createAdminApp(deps: AdminAppDeps): Express {
+export function createAdminApp(deps: AdminAppDeps): ServedApp {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -40,5 +41,5 @@ export function createAdminApp(deps: AdminAppDeps): Express {
   for (const router of deps.routers) app.use(router);
   app.use(notFoundHandler);
   app.use(errorMapper);
-  return app;
+  return served(app);
 }

@@ -2,7 +2,6 @@
 // plain GET of the discovery metadata or the JWKS, answered with the bytes the route sends, after
 // the same checks), then the express app: interaction id and request log first, then security headers,
 // the client certificate, the routes, and the one error mapper last.
-import type { RequestListener } from 'node:http';
 import express, { type Router } from 'express';
 import type { RevocationLists } from '../crypto/revocation.js';
 import type { Logger } from '../logger.js';
@@ -15,6 +14,7 @@ import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
 import { fixedDocumentsOf, fixedResponder } from './fixedResponses.js';
 import { inSequence } from './inSequence.js';
+import { served, type ServedApp } from './requestClasses.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, httpRequestRecorder, type Metrics } from '../metrics.js';
 import { helmetHeaderSteps, securityHeaderPairs, securityHeaders } from './securityHeaders.js';
@@ -32,7 +32,7 @@ export interface ApiAppDeps {
   databaseOutage?: DatabaseOutage;
 }
 
-export function createApiApp(deps: ApiAppDeps): RequestListener {
+export function createApiApp(deps: ApiAppDeps): ServedApp {
   const helmetSteps = helmetHeaderSteps();
   const certificate = clientCertificateCheck(deps.proxyCertificate, deps.revocation);
   const app = express();
@@ -59,7 +59,7 @@ export function createApiApp(deps: ApiAppDeps): RequestListener {
     logger: deps.logger,
     record: deps.metrics && httpRequestRecorder(deps.metrics, 'api'),
   });
-  return (req, res) => {
+  return served(app, (req, res) => {
     if (!fixed(req, res, () => app(req, res))) app(req, res);
-  };
+  });
 }

@@ -13,6 +13,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { RequestClasses, ServedApp } from './requestClasses.js';
 
 export interface ConnectionLimits {
   /** Until the request headers are complete (HTTP_HEADERS_TIMEOUT_MS). */
@@ -76,7 +77,7 @@ export interface ApiTlsFiles {
 }
 
 export function createApiServer(
-  app: RequestListener,
+  app: RequestListener | ServedApp,
   tls: ApiTlsFiles,
   limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ): https.Server {
@@ -92,8 +93,9 @@ export function createApiServer(
       rejectUnauthorized: !tls.allowConnectionsWithoutCertificate,
       ...API_TLS_OPTIONS,
       handshakeTimeout: limits.handshakeTimeoutMs,
+      ...classesOf(app),
     },
-    app,
+    listenerOf(app),
   );
   // TLS 1.2 renegotiation could put another client certificate on a connection whose first one
   // the request checks (clientCertificate.ts) have already read and cached: refuse it.
@@ -104,7 +106,7 @@ export function createApiServer(
 
 /** Plain HTTP, or HTTPS (server authentication only) when ADMIN_TLS_* files are given. */
 export function createAdminServer(
-  app: RequestListener,
+  app: RequestListener | ServedApp,
   tls?: { certFile: string; keyFile: string },
   limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ): http.Server {
@@ -116,12 +118,22 @@ export function createAdminServer(
           minVersion: 'TLSv1.2',
           ciphers: CIPHERS,
           honorCipherOrder: true,
+          ...classesOf(app),
         },
-        app,
+        listenerOf(app),
       )
-    : http.createServer(app);
+    : http.createServer(classesOf(app), listenerOf(app));
   applyLimits(server, limits);
   return server;
+}
+
+// A plain listener (tests) gets node's own classes.
+function listenerOf(app: RequestListener | ServedApp): RequestListener {
+  return typeof app === 'function' ? app : app.listener;
+}
+
+function classesOf(app: RequestListener | ServedApp): Partial<RequestClasses> {
+  return typeof app === 'function' ? {} : app.classes;
 }
 
 function applyLimits(server: http.Server, limits: ConnectionLimits): void {
