@@ -423,55 +423,21 @@ async function timed(work: () => Promise<number>): Promise<{ sets: number; ms: n
 }
 
 /**
- * One poller of ours: each call polls (maxEvents 100, acknowledging the previous answer) until it
- * has acknowledged `atLeast` SETs or none are left; returns how many it acknowledged. Several
- * calls at once are several pollers, each with its own acknowledgements.
+ * A poller in slices: each call polls (`pollOnce`: acknowledge these, lease up to 100) until it
+ * has acknowledged `atLeast` SETs or none are left, and returns how many it acknowledged; what it
+ * leased last is acknowledged by the next call. Several calls at once are several pollers, each
+ * with its own acknowledgements.
  */
-function httpDrainer(server: BenchServer, agent: Agent, token: string) {
-  let carried: string[] = [];
-  return async (atLeast: number): Promise<number> => {
-    let ack = carried;
-    carried = [];
-    let acked = 0;
-    for (;;) {
-      const answer = await poll(server, agent, token, {
-        maxEvents: 100,
-        returnImmediately: true,
-        ack,
-      });
-      acked += ack.length;
-      ack = Object.keys(answer.sets);
-      if (ack.length === 0) return acked;
-      if (acked >= atLeast) {
-        carried = ack;
-        return acked;
-      }
-    }
-  };
-}
-
-/**
- * The reference drain: the poll statement the server runs (lease the next 100, ack the previous
- * ones), called in a loop straight from the pool, as fast as Postgres answers it; in slices like
- * httpDrainer.
- */
-function pgOnlyDrainer(s: Services, clientId: string) {
-  const store = DeliveriesStore.create(s.db.knex);
+function drainer(pollOnce: (acks: string[]) => Promise<string[]>) {
   let carried: string[] = [];
   return async (atLeast: number): Promise<number> => {
     let acks = carried;
     carried = [];
     let acked = 0;
     for (;;) {
-      const answer = await store.poll({
-        clientId,
-        acks,
-        setErrs: [],
-        limit: 100,
-        leaseSeconds: 60,
-      });
+      const leased = await pollOnce(acks);
       acked += acks.length;
-      acks = answer.sets.map((x) => x.jti);
+      acks = leased;
       if (acks.length === 0) return acked;
       if (acked >= atLeast) {
         carried = acks;
@@ -479,4 +445,28 @@ function pgOnlyDrainer(s: Services, clientId: string) {
       }
     }
   };
+}
+
+/** One poller of ours, over HTTP (maxEvents 100, returnImmediately). */
+function httpDrainer(server: BenchServer, agent: Agent, token: string) {
+  return drainer(async (ack) => {
+    const answer = await poll(server, agent, token, {
+      maxEvents: 100,
+      returnImmediately: true,
+      ack,
+    });
+    return Object.keys(answer.sets);
+  });
+}
+
+/**
+ * The reference drain: the poll statement the server runs (lease the next 100, ack the previous
+ * ones), called in a loop straight from the pool, as fast as Postgres answers it.
+ */
+function pgOnlyDrainer(s: Services, clientId: string) {
+  const store = DeliveriesStore.create(s.db.knex);
+  return drainer(async (acks) => {
+    const answer = await store.poll({ clientId, acks, setErrs: [], limit: 100, leaseSeconds: 60 });
+    return answer.sets.map((x) => x.jti);
+  });
 }

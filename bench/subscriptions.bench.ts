@@ -12,7 +12,7 @@ import { signClientAssertion } from '../src/crypto/clientAssertion.js';
 import { signDetached } from '../src/crypto/detachedJws.js';
 import { interleaved, median, spread, type Interleaved } from './lib/interleaved.js';
 import { mtlsAgent } from './lib/load.js';
-import { responseOf, startBareHttpsServer } from './lib/references.js';
+import { bareReplicaOf } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer, type BenchServer } from './lib/server.js';
 
@@ -46,17 +46,12 @@ export const run: Bench = async (ctx) => {
 
     // The reference: the same status, headers (signature included) and body as a real answer
     // of ours, from a bare node:https server, under the same load.
-    const ours = await responseOf(`${server.url}${PATH}`, server.pki, {
-      authorization: `Bearer ${token}`,
-    });
-    const bare = await startBareHttpsServer(
+    const bare = await bareReplicaOf(
+      `${server.url}${PATH}`,
       server.pki,
-      ours.body,
-      'application/json',
-      ours.headers,
-    );
-    const bareAgent = mtlsAgent(
-      { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+      {
+        authorization: `Bearer ${token}`,
+      },
       CONCURRENCY,
     );
     // Distinct x-jws-signature values seen: how often ResponseSigner reused one (SIGNATURE_REUSE_MS).
@@ -89,16 +84,15 @@ export const run: Bench = async (ctx) => {
           },
         },
         reference: {
-          cpuMs: () => bare.cpuMs(),
+          cpuMs: () => bare.server.cpuMs(),
           request: async () => {
-            const r = await request(`${bare.url}${PATH}`, { dispatcher: bareAgent });
+            const r = await request(`${bare.server.url}${PATH}`, { dispatcher: bare.agent });
             await r.body.text();
             if (r.statusCode !== 200) throw new Error(`bare server: ${r.statusCode}`);
           },
         },
       });
     } finally {
-      await bareAgent.close();
       await bare.stop();
     }
     const { ours: measured, reference } = result;

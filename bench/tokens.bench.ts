@@ -15,7 +15,7 @@ import type { JWK } from 'jose';
 import { request, type Dispatcher } from 'undici';
 import { interleaved, median, spread, type Interleaved } from './lib/interleaved.js';
 import { closedLoop, machineCpu, mtlsAgent, type LoadResult } from './lib/load.js';
-import { rawPs256PerSecond, responseOf, startBareHttpsServer } from './lib/references.js';
+import { bareReplicaOf, rawPs256PerSecond } from './lib/references.js';
 import type { Bench, BenchRow } from './lib/report.js';
 import { startBenchServer } from './lib/server.js';
 
@@ -74,18 +74,10 @@ export const run: Bench = async (ctx) => {
     // Reference: a bare node:https server, same TLS settings, answering the same bytes (status,
     // headers, body of a real discovery response), loaded by the same generator with the same
     // connection count, in rounds alternating with ours (bench/lib/interleaved.ts).
-    const discovery = await responseOf(
+    const bare = await bareReplicaOf(
       `${server.url}/.well-known/openid-configuration`,
       server.pki,
-    );
-    const bareServer = await startBareHttpsServer(
-      server.pki,
-      discovery.body,
-      'application/json',
-      discovery.headers,
-    );
-    const bareAgent = mtlsAgent(
-      { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+      {},
       CONCURRENCY,
     );
     let versus: Interleaved;
@@ -96,8 +88,8 @@ export const run: Bench = async (ctx) => {
       );
       versus = await interleaved({
         rounds,
-        roundMs: durationMs / 10,
-        warmupMs: warmupMs / 2,
+        roundMs: ctx.quick ? 500 : 1_000,
+        warmupMs,
         concurrency: CONCURRENCY,
         ours: {
           cpuMs: () => server.cpuMs(),
@@ -107,17 +99,16 @@ export const run: Bench = async (ctx) => {
             ),
         },
         reference: {
-          cpuMs: () => bareServer.cpuMs(),
-          request: () => expect200(request(`${bareServer.url}/`, { dispatcher: bareAgent })),
+          cpuMs: () => bare.server.cpuMs(),
+          request: () => expect200(request(`${bare.server.url}/`, { dispatcher: bare.agent })),
         },
       });
     } finally {
-      await bareAgent.close();
-      await bareServer.stop();
+      await bare.stop();
     }
-    const { ours: baseline, reference: bare } = versus;
+    const { ours: baseline, reference } = versus;
     if (tokens.load.firstError) ctx.log(`first error: ${tokens.load.firstError}`);
-    const bareUs = bare.mainUs + bare.otherUs;
+    const bareUs = reference.mainUs + reference.otherUs;
 
     const rows: BenchRow[] = [
       {
@@ -182,7 +173,7 @@ export const run: Bench = async (ctx) => {
       {
         bench: 'tokens',
         metric: 'bare node:https GET',
-        value: bare.perSecond,
+        value: reference.perSecond,
         unit: '/s',
         note: `reference: same TLS settings and bytes, server CPU ${Math.round(bareUs)} µs/request`,
       },

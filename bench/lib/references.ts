@@ -14,6 +14,8 @@ import fs from 'node:fs';
 import https from 'node:https';
 import { API_TLS_OPTIONS } from '../../src/http/listeners.js';
 import type { DevPkiFiles } from '../../src/crypto/devPki.js';
+import type { Agent } from 'undici';
+import { mtlsAgent } from './load.js';
 import { freePorts, processCpuMs } from './server.js';
 
 export interface BareServer {
@@ -93,6 +95,36 @@ export async function startBareHttpsServer(
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
+    },
+  };
+}
+
+/** A bare server replaying our answer, and an agent to load it with (as the TPP connects). */
+export interface BareReplica {
+  server: BareServer;
+  agent: Agent;
+  stop(): Promise<void>;
+}
+
+/**
+ * The like-for-like reference of a GET: records our answer at `url` (status, headers, body) and
+ * starts a bare server sending exactly that, with an mTLS agent of `connections` connections.
+ */
+export async function bareReplicaOf(
+  url: string,
+  pki: DevPkiFiles,
+  requestHeaders: Record<string, string>,
+  connections: number,
+): Promise<BareReplica> {
+  const ours = await responseOf(url, pki, requestHeaders);
+  const server = await startBareHttpsServer(pki, ours.body, 'application/json', ours.headers);
+  const agent = mtlsAgent({ caCert: pki.caCert, cert: pki.tppCert, key: pki.tppKey }, connections);
+  return {
+    server,
+    agent,
+    stop: async () => {
+      await agent.close();
+      await server.stop();
     },
   };
 }
