@@ -94,7 +94,7 @@ describe('client lifecycle', () => {
     const res = await call(tpp.agent, `${server.url}/open-banking/v3.1/events`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: '{}',
+      body: '{"returnImmediately":true}',
     });
     return res.status;
   }
