@@ -18,8 +18,7 @@ import type { BenchContext } from './report.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'bin/ob-events.js');
-/** The node flags of `npm start` and bin/ob-events.js (README: "Young generation"). */
-export const SERVE_FLAGS = ['--max-semi-space-size=4', '--no-allocation-site-pretenuring'];
+export const SERVE_FLAGS = '--max-semi-space-size=4';
 
 export interface BenchServer {
   /** https://127.0.0.1:<port> (mTLS) */
@@ -102,7 +101,7 @@ export async function startBenchServer(
     };
 
     // The same V8 flag `npm start` and the ob-events command use (README: Operations, memory).
-    const child = spawn(process.execPath, [...SERVE_FLAGS, ...(opts.nodeArgs ?? []), CLI, 'serve'], {
+    const child = spawn(process.execPath, [SERVE_FLAGS, ...(opts.nodeArgs ?? []), CLI, 'serve'], {
       env,
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
