@@ -23,6 +23,7 @@ import type { HttpRequestRecorder } from '../metrics.js';
 import type { ClientCertificateCheck } from './clientCertificate.js';
 import { createRequestContext } from './context.js';
 import { INTERACTION_ID_HEADER, interactionIdFor, logRequest } from './interactionId.js';
+import { ACCEPTS_JSON } from './openapi.js';
 
 export interface FixedDocument {
   path: string;
@@ -66,9 +67,6 @@ export type FixedResponder = (
   res: ServerResponse,
   fallback: () => void,
 ) => boolean;
-
-// Accept values that plainly allow application/json (anything else: express negotiates).
-const PLAIN_ACCEPT = new Set(['*/*', 'application/json', 'application/*']);
 
 export function fixedResponder(deps: FixedResponderDeps): FixedResponder {
   const answers = new Map<string, Answer>();
@@ -125,7 +123,7 @@ class IgnoredHeader extends Error {}
 
 function plainRequest(headers: IncomingHttpHeaders): boolean {
   const accept = headers.accept;
-  if (accept !== undefined && !PLAIN_ACCEPT.has(accept)) return false;
+  if (accept !== undefined && !ACCEPTS_JSON.has(accept)) return false;
   // A GET with a body: express reads and validates requests with bodies; leave those to it.
   const length = headers['content-length'];
   return (length === undefined || length === '0') && headers['transfer-encoding'] === undefined;

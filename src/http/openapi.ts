@@ -145,7 +145,12 @@ function withPaths(
  */
 const NO_OP_STEPS = new Set(['securityMiddleware', 'pathParamsMiddleware']);
 
-const ACCEPTS_JSON = new Set(['*/*', 'application/json', 'application/*']);
+/** Accept values that plainly allow application/json (the fixed responses take only these). */
+export const ACCEPTS_JSON: ReadonlySet<string> = new Set([
+  '*/*',
+  'application/json',
+  'application/*',
+]);
 
 /** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
 const acceptJson: RequestHandler = (req, _res, next) => {
