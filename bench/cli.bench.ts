@@ -83,7 +83,8 @@ export const run: Bench = async (ctx) => {
         .insert({ subscription_id: 'es-bench-cli', client_id: 'bench-cli', version: '3.1' });
     });
     const env = { ...server.env, LOG_LEVEL: 'warn' };
-    const node = (args: string[]) => measure(process.execPath, [SERVE_FLAGS, ...args], env, runs);
+    const node = (args: string[]) =>
+      measure(process.execPath, [...SERVE_FLAGS, ...args], env, runs);
     const reference = await node(['-e', '0']);
     const rows: BenchRow[] = [
       {
@@ -123,7 +124,7 @@ export const run: Bench = async (ctx) => {
     // The same command from the unbundled dist/ (OB_EVENTS_NO_BUNDLE=1): what the bundle saves.
     const unbundled = await measure(
       process.execPath,
-      [SERVE_FLAGS, CLI, 'clients', 'list'],
+      [...SERVE_FLAGS, CLI, 'clients', 'list'],
       { ...env, OB_EVENTS_NO_BUNDLE: '1' },
       runs,
     );

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=50
 // The CLI runs the compiled output (built by `npm run build`, which `npm ci` runs through `prepare`),
 // so a command starts without a TypeScript loader. Commands prefer the bundle that `npm run build`
 // writes after tsc (dist/src/cli/bundle/, scripts/bundleCli.mjs): a few large files load in a

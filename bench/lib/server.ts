@@ -18,7 +18,8 @@ import type { BenchContext } from './report.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'bin/ob-events.js');
-export const SERVE_FLAGS = '--max-semi-space-size=4';
+// The flags bin/ob-events.js runs with (its first line), so that the bench serves as `ob-events serve` does.
+export const SERVE_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=50'];
 
 export interface BenchServer {
   /** https://127.0.0.1:<port> (mTLS) */
@@ -101,11 +102,15 @@ export async function startBenchServer(
     };
 
     // The same V8 flag `npm start` and the ob-events command use (README: Operations, memory).
-    const child = spawn(process.execPath, [SERVE_FLAGS, ...(opts.nodeArgs ?? []), CLI, 'serve'], {
-      env,
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...SERVE_FLAGS, ...(opts.nodeArgs ?? []), CLI, 'serve'],
+      {
+        env,
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => {
       stderr = (stderr + c).slice(-20_000);
