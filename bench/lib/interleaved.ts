@@ -27,6 +27,8 @@ export interface SideTotals {
 export interface Interleaved {
   ours: SideTotals;
   reference: SideTotals;
+  /** Each round's requests per second, side by side. */
+  rates: { ours: number[]; reference: number[] };
   /** Each round: ours ÷ reference, requests per second. */
   rateRatios: number[];
   /** Each round: ours ÷ reference, server CPU per request. */
@@ -41,6 +43,8 @@ export async function interleaved(opts: {
   concurrency: number;
   ours: Side;
   reference: Side;
+  /** Called after each round (e.g. to measure a third reference in the same rhythm). */
+  afterRound?: () => void;
 }): Promise<Interleaved> {
   const sides = [opts.ours, opts.reference] as const;
   for (const side of sides) await measure(side, opts.warmupMs, 0, opts.concurrency);
@@ -49,11 +53,16 @@ export async function interleaved(opts: {
     for (const [i, side] of sides.entries()) {
       runs[i]!.push(await measure(side, 0, opts.roundMs, opts.concurrency));
     }
+    opts.afterRound?.();
   }
   const [ours, reference] = runs;
   return {
     ours: totals(ours),
     reference: totals(reference),
+    rates: {
+      ours: ours.map((o) => o.load.perSecond),
+      reference: reference.map((r) => r.load.perSecond),
+    },
     rateRatios: ours.map((o, i) => o.load.perSecond / reference[i]!.load.perSecond),
     cpuRatios: ours.map((o, i) => perRequestUs(o) / perRequestUs(reference[i]!)),
   };

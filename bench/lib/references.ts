@@ -62,19 +62,34 @@ server.listen(Number(process.env.BARE_PORT), '127.0.0.1', () => process.stdout.w
  * `headers` (raw name/value pairs, as from responseOf) it sends those instead of a bare
  * content-type and content-length.
  */
-export async function startBareHttpsServer(
+export function startBareHttpsServer(
   pki: DevPkiFiles,
   body: Buffer,
   contentType: string,
   headers?: string[],
 ): Promise<BareServer> {
+  return startChildServer(pki, BARE_SERVER, {
+    BARE_BODY: body.toString('base64'),
+    BARE_TYPE: contentType,
+    ...(headers ? { BARE_HEADERS: JSON.stringify(headers) } : {}),
+  });
+}
+
+/**
+ * Runs `script` (CommonJS, `node -e`) in a child process with ob-events' TLS settings and the dev
+ * PKI's server certificate in its environment (BARE_TLS, BARE_CERT, BARE_KEY, BARE_CA) and a free
+ * BARE_PORT; the script prints a line once it listens.
+ */
+export async function startChildServer(
+  pki: DevPkiFiles,
+  script: string,
+  env: Record<string, string>,
+): Promise<BareServer> {
   const [port] = await freePorts(1);
-  const child = spawn(process.execPath, ['-e', BARE_SERVER], {
+  const child = spawn(process.execPath, ['-e', script], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
-      BARE_BODY: body.toString('base64'),
-      BARE_TYPE: contentType,
-      ...(headers ? { BARE_HEADERS: JSON.stringify(headers) } : {}),
+      ...env,
       BARE_TLS: JSON.stringify(API_TLS_OPTIONS),
       BARE_CERT: pki.serverCert,
       BARE_KEY: pki.serverKey,
@@ -182,6 +197,11 @@ export function responseOf(
  * size of an access token, with a 2048-bit key as ob-events uses.
  */
 export function rawPs256PerSecond(durationMs: number): number {
+  return rawPs256Meter()(durationMs);
+}
+
+/** rawPs256PerSecond with the key made once: for short slices measured between rounds. */
+export function rawPs256Meter(): (durationMs: number) => number {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const payload = Buffer.from(
     `eyJhbGciOiJQUzI1NiIsImtpZCI6ImsxIn0.${Buffer.from(
@@ -195,11 +215,13 @@ export function rawPs256PerSecond(durationMs: number): number {
       saltLength: 32,
     });
   for (let i = 0; i < 50; i++) once(); // warm-up
-  const started = performance.now();
-  let n = 0;
-  while (performance.now() - started < durationMs) {
-    once();
-    n += 1;
-  }
-  return (n / (performance.now() - started)) * 1000;
+  return (durationMs) => {
+    const started = performance.now();
+    let n = 0;
+    while (performance.now() - started < durationMs) {
+      once();
+      n += 1;
+    }
+    return (n / (performance.now() - started)) * 1000;
+  };
 }
