@@ -198,6 +198,28 @@ describe('OBIE v4.0 beside v3.1', () => {
       v4Error(await api(caller, 'GET', `${V40}/no-such-thing`), 404, 'U011');
     });
 
+    it("when a v4.0 request's Accept rules out JSON, then 406 in the v4.0 error model (U006, Accept), before the token is looked at", async () => {
+      const caller = await newCaller();
+      const html = { headers: { accept: 'text/html' } };
+      // The exact path (direct table), a path with a parameter (the routers), the public document.
+      for (const path of [
+        `${V40}/event-subscriptions`,
+        `${V40}/event-subscriptions/es_any`,
+        `${V40}/openapi.json`,
+      ]) {
+        v4Error(await api(caller, 'GET', path, html), 406, 'U006', 'Accept');
+      }
+      v4Error(
+        await api(caller, 'GET', `${V40}/event-subscriptions`, { ...html, token: null }),
+        406,
+        'U006',
+      );
+      // v3.1 keeps its own model.
+      const v31 = await api(caller, 'GET', `${V31}/event-subscriptions`, html);
+      expect(v31.status).toBe(406);
+      expect(v31.json<V4Error>().Errors[0]?.ErrorCode).toBe('UK.OBIE.Header.Invalid');
+    });
+
     it('when a Version 4.0 subscription has a v3.1 CallbackUrl, or Version is newer than the path, then 400 U002', async () => {
       const caller = await newCaller();
       v4Error(

@@ -1,18 +1,19 @@
 // The contract: openapi/openapi.yaml (loaded as its generated twin openapi/openapi.json), the
 // document of the root paths and of v3.1; the v4.0 document is derived from it
 // (src/http/openapiDocuments.ts). Mounted once, ahead of every API route, as ordered steps:
-//   1. acceptJson        Accept must allow application/json, else 406
-//   2. tokenFormBody     the token endpoint's form body (POST /token only; src/http/bodyPolicy.ts)
-//   3. validator         the root paths (discovery, JWKS, token) against the document: unknown
+//   1. the OBIE paths    /open-banking/... leave here for their version's router
+//                        (src/http/routes/obieApi.ts), which checks Accept once its error model
+//                        is chosen and validates inside its own routes, after the access token
+//                        and the body: no body is read before authentication, and the root
+//                        document's steps and routers (discovery, token) cost them nothing
+//   2. acceptJson        Accept must allow application/json, else 406
+//   3. tokenFormBody     the token endpoint's form body (POST /token only; src/http/bodyPolicy.ts)
+//   4. validator         the root paths (discovery, JWKS, token) against the document: unknown
 //                        path 404, wrong method 405 with Allow, then the request, strictly (no
 //                        coercion, no unknown query parameters, nothing removed); responses too
 //                        when VALIDATE_RESPONSES=true (then with jsonBytes ahead of it, which
 //                        lets signed responses send their exact bytes through res.json)
-//   4. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
-// The OBIE paths (/open-banking/...) leave after step 1 for their version's router
-// (src/http/routes/obieApi.ts), where they are validated inside their own routes, after the access
-// token and the body: no body is read before authentication, and the root document's steps and
-// routers (discovery, token) cost them nothing.
+//   5. tokenErrors       on /token, request validation failures are RFC 6749 invalid_request
 // Validation failures go to the one error mapper (OBErrorResponse1, Path like Data.CallbackUrl).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -65,8 +66,8 @@ export interface OpenApiRouterOptions {
 
 export function openApiRouter(opts: OpenApiRouterOptions): Router {
   const router = Router({ caseSensitive: true });
-  router.use(acceptJson);
   router.use(obieApisFirst(opts.obieApis));
+  router.use(acceptJson);
   router.post(TOKEN_PATH, tokenFormBody);
   // One step (not one router layer per validator middleware), and no nested router: a router
   // that a request leaves unanswered hands it on through setImmediate.
@@ -152,8 +153,11 @@ export const ACCEPTS_JSON: ReadonlySet<string> = new Set([
   'application/*',
 ]);
 
-/** Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. */
-const acceptJson: RequestHandler = (req, _res, next) => {
+/**
+ * Every API response is JSON: an Accept that rules it out is 406. No Accept means anything. The
+ * OBIE versions run it as their second step, once their error model is chosen (obieApi.ts).
+ */
+export const acceptJson: RequestHandler = (req, _res, next) => {
   const accept = req.headers.accept;
   // What curl, fetch and most SDKs send is settled without parsing (negotiator) every time.
   if (accept === undefined || ACCEPTS_JSON.has(accept) || req.accepts('application/json')) {

@@ -3,16 +3,17 @@
 // one thing here: every request that reaches this router goes through the same steps, in order,
 // and no other router reads an OBIE request's body:
 //   1. the profile          the error model of every answer below, 404s included
-//   2. GET /openapi.json    public: the version's OpenAPI document
-//   3. the access token     every other path, known or not (401 before anything else)
-//   4. payload-version      the optional v4.0 header, logged
-//   5. per route: its scope, its body policy (src/http/bodyPolicy.ts), the version's OpenAPI
+//   2. Accept               must allow application/json, else 406 (in the version's model)
+//   3. GET /openapi.json    public: the version's OpenAPI document
+//   4. the access token     every other path, known or not (401 before anything else)
+//   5. payload-version      the optional v4.0 header, logged
+//   6. per route: its scope, its body policy (src/http/bodyPolicy.ts), the version's OpenAPI
 //      validator, the handler; a known path with another method is 405 with Allow
-//   6. anything else        404
+//   7. anything else        404
 // The router is case-sensitive (so is the mount): `/OPEN-BANKING/V3.1/events` matches nothing, reads
 // nothing and is a 404 from the root router.
 // obieApisRouter holds every version's router; the root router (src/http/openapi.ts) hands it each
-// /open-banking/ request right after the Accept check, ahead of the root paths' steps.
+// /open-banking/ request first, ahead of the root paths' steps.
 // A request for one of the routes' exact paths (no path parameter, no query string, the method
 // the route serves) runs the same steps straight from a table (`direct`), without the nested
 // routers' path matching and hand-ons; every other request takes the express routers.
@@ -24,7 +25,7 @@ import { obieJsonBody } from '../bodyPolicy.js';
 import { requestContext } from '../context.js';
 import { methodNotAllowed } from '../errorMapper.js';
 import { inSequence } from '../inSequence.js';
-import { openApiValidator, type OpenApiDocument } from '../openapi.js';
+import { acceptJson, openApiValidator, type OpenApiDocument } from '../openapi.js';
 import { eventSubscriptionRoutes } from './eventSubscriptions.js';
 import { eventsRoutes } from './events.js';
 import type { RouteDeps } from './index.js';
@@ -69,7 +70,7 @@ function versionRouter(
     selectProfile(res, profile);
     next();
   };
-  api.use(chosen);
+  api.use(chosen, acceptJson);
   api
     .route(OPENAPI_DOCUMENT)
     .get((_req, res) => {
@@ -103,7 +104,7 @@ function versionRouter(
           };
           direct.set(
             `${method.toUpperCase()} ${pattern}`,
-            inSequence([named, ...guard, ...steps, notFound]),
+            inSequence([named, acceptJson, ...guard, ...steps, notFound]),
           );
         }
       }
