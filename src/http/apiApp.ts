@@ -1,7 +1,8 @@
 // The API listener's request handler: the fixed public documents first (fixedResponses.ts: a
 // plain GET of the discovery metadata or the JWKS, answered with the bytes the route sends, after
-// the same checks), then the express app: interaction id and request log first, then security headers,
-// the client certificate, the routes, and the one error mapper last.
+// the same checks), and the plain token requests (directToken.ts: the token route's work, after
+// the same checks), then the express app: interaction id and request log first, then security
+// headers, the client certificate, the routes, and the one error mapper last.
 import express, { type Router } from 'express';
 import type { RevocationLists } from '../crypto/revocation.js';
 import type { Logger } from '../logger.js';
@@ -12,11 +13,13 @@ import {
 } from './clientCertificate.js';
 import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
+import { directToken } from './directToken.js';
 import { fixedDocumentsOf, fixedResponder } from './fixedResponses.js';
 import { inSequence } from './inSequence.js';
 import { served, type ServedApp } from './requestClasses.js';
 import { interactionId } from './interactionId.js';
 import { httpMetrics, httpRequestRecorder, type Metrics } from '../metrics.js';
+import { tokenIssuerOf } from './routes/token.js';
 import { helmetHeaderSteps, securityHeaderPairs, securityHeaders } from './securityHeaders.js';
 
 export interface ApiAppDeps {
@@ -52,14 +55,17 @@ export function createApiApp(deps: ApiAppDeps): ServedApp {
   app.use(notFoundHandler);
   app.use(errorMapper);
 
-  const fixed = fixedResponder({
-    documents: fixedDocumentsOf(deps.routers),
+  const ahead = {
     securityHeaders: securityHeaderPairs(helmetSteps),
     certificate,
     logger: deps.logger,
     record: deps.metrics && httpRequestRecorder(deps.metrics, 'api'),
-  });
+  };
+  const fixed = fixedResponder({ documents: fixedDocumentsOf(deps.routers), ...ahead });
+  const issue = tokenIssuerOf(deps.routers);
+  const token = issue ? directToken({ issue, ...ahead }) : () => false;
   return served(app, (req, res) => {
-    if (!fixed(req, res, () => app(req, res))) app(req, res);
+    const express = () => app(req, res);
+    if (!fixed(req, res, express) && !token(req, res, express)) express();
   });
 }

@@ -9,6 +9,10 @@
 // and `__proto__` are dropped). Anything else (another charset, a compressed or chunked body, a
 // name with brackets or escapes, more parameters than allowed) is handed to body-parser itself,
 // with the bytes already read, so those requests keep its exact answers (415, 413, ...).
+//
+// A body may also have been read ahead of express (directToken.ts): then its bytes, or the error
+// reading them gave, are what this reader goes on with.
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Request, RequestHandler } from 'express';
 
@@ -27,12 +31,7 @@ const UTF8_FORM = /^application\/x-www-form-urlencoded\s*(;\s*charset\s*=\s*"?ut
 
 export function tokenFormReader(opts: TokenFormOptions): RequestHandler {
   return (req, res, next) => {
-    const length = plainBodyLength(req, opts.limitBytes);
-    if (length === undefined) {
-      opts.fallback(req, res, next);
-      return;
-    }
-    readBody(req, length, (err, bytes) => {
+    const read = (err?: Error, bytes?: Buffer) => {
       if (err) {
         next(err);
         return;
@@ -44,12 +43,34 @@ export function tokenFormReader(opts: TokenFormOptions): RequestHandler {
       } else {
         replay(opts.fallback, req, bytes!, res, next);
       }
-    });
+    };
+    const ahead = (req as ReadAhead)[READ_AHEAD];
+    if (ahead) {
+      read(ahead.error, ahead.bytes);
+      return;
+    }
+    const length = plainBodyLength(req, opts.limitBytes);
+    if (length === undefined) {
+      opts.fallback(req, res, next);
+      return;
+    }
+    readBody(req, length, read);
   };
 }
 
+const READ_AHEAD = Symbol('tokenFormReadAhead');
+type ReadAhead = IncomingMessage & { [READ_AHEAD]?: { error?: Error; bytes?: Buffer } };
+
+/**
+ * Hands a body read ahead of express (by plainBodyLength's rules, with readBody) to this reader:
+ * it goes on with these bytes, or this error, as if it had read them itself.
+ */
+export function setReadAhead(req: IncomingMessage, error?: Error, bytes?: Buffer): void {
+  (req as ReadAhead)[READ_AHEAD] = error ? { error } : { bytes: bytes! };
+}
+
 /** Content-Length when the body may be read here; undefined sends it to body-parser. */
-function plainBodyLength(req: Request, limit: number): number | undefined {
+export function plainBodyLength(req: IncomingMessage, limit: number): number | undefined {
   const h = req.headers;
   if (h['transfer-encoding'] !== undefined || req.readableEnded) return undefined;
   const encoding = h['content-encoding'];
@@ -66,7 +87,11 @@ function bodyError(status: number, message: string): Error {
   return Object.assign(new Error(message), { status, statusCode: status, expose: true });
 }
 
-function readBody(req: Request, length: number, done: (err?: Error, bytes?: Buffer) => void) {
+export function readBody(
+  req: IncomingMessage,
+  length: number,
+  done: (err?: Error, bytes?: Buffer) => void,
+): void {
   const chunks: Buffer[] = [];
   let received = 0;
   const onData = (chunk: Buffer) => {

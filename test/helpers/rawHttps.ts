@@ -13,7 +13,7 @@ export interface RawResponse {
 export function rawRequest(
   url: string,
   tls: { ca: string; cert?: string; key?: string },
-  init: { method?: string; headers?: Record<string, string> } = {},
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -47,7 +47,7 @@ export function rawRequest(
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(init.body);
   });
 }
 
