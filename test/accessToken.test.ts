@@ -2,26 +2,28 @@
 // test are mounted on an API app built here, so the guard is tested on its own, over real mTLS,
 // with the services (keys, clients, tokens) of a running server.
 import { randomUUID, X509Certificate } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { Router } from 'express';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { signAccessToken } from '../src/crypto/accessTokens.js';
 import { certificateThumbprint } from '../src/crypto/certificateThumbprint.js';
-import { createApiApp } from '../src/http/apiApp.js';
 import {
   POLLING_SCOPES,
   requireAccessToken,
   SUBSCRIPTION_SCOPES,
 } from '../src/http/auth/accessToken.js';
 import { requestContext } from '../src/http/context.js';
-import { closeGracefully, createApiServer, listen } from '../src/http/listeners.js';
 import { createLogger, silentLogger } from '../src/logger.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { call, type TestResponse } from './helpers/http.js';
 import { expectObieShape } from './helpers/obieSchema.js';
-import { startTestServer, testPki, TEST_PUBLIC_URL, type TestServer } from './helpers/server.js';
+import {
+  serveApiRouters,
+  startTestServer,
+  TEST_PUBLIC_URL,
+  type TestServer,
+} from './helpers/server.js';
 import { createTestTpp, type TestTpp } from './helpers/tpp.js';
 
 const SUBSCRIPTIONS = '/open-banking/v3.1/test-subscriptions';
@@ -43,18 +45,7 @@ async function startGuardedApp(server: TestServer) {
   const router = Router();
   router.get(SUBSCRIPTIONS, requireAccessToken(deps, { scopes: SUBSCRIPTION_SCOPES }), echo);
   router.post(EVENTS, requireAccessToken(deps, { scopes: POLLING_SCOPES }), echo);
-  const pki = testPki();
-  const https = createApiServer(createApiApp({ logger: deps.logger, routers: [router] }), {
-    certFile: pki.serverCert,
-    keyFile: pki.serverKey,
-    clientCaFile: pki.caCert,
-    allowConnectionsWithoutCertificate: false,
-  });
-  const address: AddressInfo = await listen(https, '127.0.0.1', 0);
-  return {
-    url: `https://127.0.0.1:${address.port}`,
-    close: () => closeGracefully(https, 1_000),
-  };
+  return serveApiRouters([router], deps.logger);
 }
 
 function expectUnauthenticated(res: TestResponse): void {

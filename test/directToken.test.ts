@@ -2,18 +2,20 @@
 // express route's, for a token and for every refusal; a body that is not a plain form goes to
 // express with the bytes already read and is answered as before; each request is counted once.
 import fs from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Router } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiApp } from '../src/http/apiApp.js';
 import { tokenFormBody } from '../src/http/bodyPolicy.js';
-import { closeGracefully, createApiServer, listen } from '../src/http/listeners.js';
 import { publishTokenIssuer, type TokenIssuer } from '../src/http/routes/token.js';
-import { silentLogger } from '../src/logger.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { rawHeader, rawRequest, type RawResponse } from './helpers/rawHttps.js';
-import { readPki, startTestServer, testPki, type TestServer } from './helpers/server.js';
+import {
+  apiRequestCount,
+  readPki,
+  serveApiRouters,
+  startTestServer,
+  type TestServer,
+} from './helpers/server.js';
 import { createTestTpp, JWT_BEARER, signClientAssertion, type TestTpp } from './helpers/tpp.js';
 
 // Not a plain Accept: negotiated by express, so the request takes the express route.
@@ -47,16 +49,7 @@ describe('POST /token ahead of express: the mechanism', () => {
       calls.direct += 1;
       return issue(request, ctx);
     });
-    const p = testPki();
-    const server = createApiServer(createApiApp({ logger: silentLogger(), routers: [router] }), {
-      certFile: p.serverCert,
-      keyFile: p.serverKey,
-      clientCaFile: p.caCert,
-      allowConnectionsWithoutCertificate: false,
-    });
-    const address: AddressInfo = await listen(server, '127.0.0.1', 0);
-    url = `https://127.0.0.1:${address.port}`;
-    close = () => closeGracefully(server, 1_000);
+    ({ url, close } = await serveApiRouters([router]));
   });
   afterAll(async () => close?.());
 
@@ -179,20 +172,8 @@ describe('POST /token ahead of express', () => {
   });
 
   it('when tokens are answered ahead of express, handed over or answered by express, then each request is counted once in the /token series', async () => {
-    const count = async () => {
-      const text = await (await fetch(`${server.adminUrl}/metrics`)).text();
-      const line = text
-        .split('\n')
-        .find(
-          (l) =>
-            l.startsWith('ob_events_http_requests_total{') &&
-            l.includes('listener="api"') &&
-            l.includes('route="/token"') &&
-            l.includes('method="POST"') &&
-            l.includes('status="200"'),
-        );
-      return line ? Number(line.split(' ').pop()) : 0;
-    };
+    const count = () =>
+      apiRequestCount(server.adminUrl, { route: '/token', method: 'POST', status: 200 });
     const before = await count();
     expect((await post(await grant())).status).toBe(200);
     expect((await post(await grant(), VIA_EXPRESS)).status).toBe(200);

@@ -6,21 +6,26 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { Router } from 'express';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createCertificateAuthority, issueCertificate } from '../src/crypto/devPki.js';
-import { createApiApp } from '../src/http/apiApp.js';
 import { publishFixedDocuments } from '../src/http/fixedResponses.js';
-import { closeGracefully, createApiServer, listen } from '../src/http/listeners.js';
 import { METADATA_PATHS } from '../src/http/routes/discovery.js';
-import { createLogger, silentLogger } from '../src/logger.js';
+import { createLogger } from '../src/logger.js';
 import { startServer, type RunningServer } from '../src/main.js';
 import { makeCrl } from './helpers/certs.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { rawHeader, rawRequest } from './helpers/rawHttps.js';
-import { readPki, startTestServer, testEnv, testPki, type TestServer } from './helpers/server.js';
+import {
+  apiRequestCount,
+  readPki,
+  serveApiRouters,
+  startTestServer,
+  testEnv,
+  testPki,
+  type TestServer,
+} from './helpers/server.js';
 
 const pki = readPki();
 const tpp = { ca: pki.ca, cert: pki.tppCert, key: pki.tppKey };
@@ -52,16 +57,7 @@ describe('fixed responses: the mechanism', () => {
         body: Buffer.from(body),
       },
     ]);
-    const p = testPki();
-    const server = createApiServer(createApiApp({ logger: silentLogger(), routers: [router] }), {
-      certFile: p.serverCert,
-      keyFile: p.serverKey,
-      clientCaFile: p.caCert,
-      allowConnectionsWithoutCertificate: false,
-    });
-    const address: AddressInfo = await listen(server, '127.0.0.1', 0);
-    url = `https://127.0.0.1:${address.port}`;
-    close = () => closeGracefully(server, 1_000);
+    ({ url, close } = await serveApiRouters([router]));
   });
   afterAll(async () => close?.());
 
@@ -183,20 +179,7 @@ describe('fixed responses: discovery metadata', () => {
 
   it('when the metadata is answered before express, then it is counted in the same metrics series and logged at info', async () => {
     const p = METADATA_PATHS[0]!;
-    const count = async () => {
-      const text = await (await fetch(`${adminUrl}/metrics`)).text();
-      const line = text
-        .split('\n')
-        .find(
-          (l) =>
-            l.startsWith('ob_events_http_requests_total{') &&
-            l.includes('listener="api"') &&
-            l.includes(`route="${p}"`) &&
-            l.includes('method="GET"') &&
-            l.includes('status="200"'),
-        );
-      return line ? Number(line.split(' ').pop()) : 0;
-    };
+    const count = () => apiRequestCount(adminUrl, { route: p, method: 'GET', status: 200 });
     const before = await count();
     await rawRequest(`${url}${p}`, tpp, { headers: { 'x-fapi-interaction-id': 'logged-1' } });
     expect(await count()).toBe(before + 1);

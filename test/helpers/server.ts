@@ -6,6 +6,10 @@ import { inject } from 'vitest';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { devPkiFiles } from '../../src/crypto/devPki.js';
+import type { AddressInfo } from 'node:net';
+import type { Router } from 'express';
+import { createApiApp } from '../../src/http/apiApp.js';
+import { closeGracefully, createApiServer, listen } from '../../src/http/listeners.js';
 import { createLogger, silentLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import type { TestDatabase } from './db.js';
@@ -74,6 +78,44 @@ export async function startTestServer(
     server,
     stop: () => server.stop(),
   };
+}
+
+/** The API app over these routers alone, on mTLS with the test PKI: its URL and how to close it. */
+export async function serveApiRouters(
+  routers: Router[],
+  logger = silentLogger(),
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const p = testPki();
+  const server = createApiServer(createApiApp({ logger, routers }), {
+    certFile: p.serverCert,
+    keyFile: p.serverKey,
+    clientCaFile: p.caCert,
+    allowConnectionsWithoutCertificate: false,
+  });
+  const address: AddressInfo = await listen(server, '127.0.0.1', 0);
+  return {
+    url: `https://127.0.0.1:${address.port}`,
+    close: () => closeGracefully(server, 1_000),
+  };
+}
+
+/** The count of ob_events_http_requests_total on the API listener for one route, method and status. */
+export async function apiRequestCount(
+  adminUrl: string,
+  series: { route: string; method: string; status: number },
+): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const line = text
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith('ob_events_http_requests_total{') &&
+        l.includes('listener="api"') &&
+        l.includes(`route="${series.route}"`) &&
+        l.includes(`method="${series.method}"`) &&
+        l.includes(`status="${series.status}"`),
+    );
+  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 export function readPki() {
