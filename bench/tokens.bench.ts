@@ -253,7 +253,7 @@ export const run: Bench = async (ctx) => {
         metric: 'tokens/s ÷ bare token server',
         value: median(versusBare.rateRatios),
         unit: '×',
-        note: `median of rounds (${spread(versusBare.rateRatios)}); server CPU per token: event loop ${Math.round(versusBare.ours.mainUs)} vs ${Math.round(versusBare.reference.mainUs)} µs, other threads ${Math.round(versusBare.ours.otherUs)} vs ${Math.round(versusBare.reference.otherUs)} µs`,
+        note: `median of rounds (${spread(versusBare.rateRatios)}); server CPU per token: event loop ${Math.round(versusBare.ours.mainUs)} vs ${Math.round(versusBare.reference.mainUs)} µs, other threads ${Math.round(versusBare.ours.otherUs)} vs ${Math.round(versusBare.reference.otherUs)} µs; machine busy ${pct(versusBare.ours.machineBusy)} vs ${pct(versusBare.reference.machineBusy)}`,
       },
       {
         bench: 'tokens',

@@ -2,7 +2,7 @@
 // rather than one long run each: on a shared two-core machine the speed of everything drifts
 // by tens of percent within a minute (other tenants, frequency), and a drift lands on both sides
 // of a round alike. The ratio reported is the median of the rounds' ratios; the spread is shown.
-import { closedLoop, type LoadResult } from './load.js';
+import { closedLoop, machineCpu, type LoadResult } from './load.js';
 
 export interface Side {
   /** One request; throws when the answer is wrong. */
@@ -22,6 +22,8 @@ export interface SideTotals {
   /** Server CPU per successful request over all rounds (µs). */
   mainUs: number;
   otherUs: number;
+  /** Fraction of all cores busy (every process) while this side was measured. */
+  machineBusy: number;
 }
 
 export interface Interleaved {
@@ -85,6 +87,7 @@ interface Measured {
   load: LoadResult;
   mainMs: number;
   otherMs: number;
+  machine: { busyMs: number; totalMs: number };
 }
 
 async function measure(
@@ -94,21 +97,30 @@ async function measure(
   concurrency: number,
 ): Promise<Measured> {
   let before = side.cpuMs();
+  let machineBefore = machineCpu();
   const load = await closedLoop({
     concurrency,
     durationMs,
     warmupMs,
-    onMeasureStart: () => (before = side.cpuMs()),
+    onMeasureStart: () => {
+      before = side.cpuMs();
+      machineBefore = machineCpu();
+    },
     request: async () => {
       await side.request();
       return true;
     },
   });
   const after = side.cpuMs();
+  const machineAfter = machineCpu();
   return {
     load,
     mainMs: after.mainThread - before.mainThread,
     otherMs: after.otherThreads - before.otherThreads,
+    machine: {
+      busyMs: machineAfter.busyMs - machineBefore.busyMs,
+      totalMs: machineAfter.totalMs - machineBefore.totalMs,
+    },
   };
 }
 
@@ -132,5 +144,8 @@ function totals(runs: readonly Measured[]): SideTotals {
     p99Ms: middle.p99Ms,
     mainUs: per(runs.reduce((n, r) => n + r.mainMs, 0)),
     otherUs: per(runs.reduce((n, r) => n + r.otherMs, 0)),
+    machineBusy:
+      runs.reduce((n, r) => n + r.machine.busyMs, 0) /
+      runs.reduce((n, r) => n + r.machine.totalMs, 0),
   };
 }
