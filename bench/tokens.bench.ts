@@ -54,9 +54,10 @@ export const run: Bench = async (ctx) => {
     const jwk = JSON.parse(fs.readFileSync(server.pki.tppPrivateJwk, 'utf8')) as JWK;
     const rounds = ctx.quick ? 2 : 5;
     const tokenRoundMs = ctx.quick ? 500 : 1_500;
-    // Fresh assertions for every request of ours: the long run, then our side of the rounds.
+    // Fresh assertions for every request of ours: the long run, then our side of both sets of
+    // rounds.
     const count = Math.ceil(
-      ((durationMs + 2 * warmupMs + rounds * tokenRoundMs) / 1000) * MAX_RATE,
+      ((durationMs + 3 * warmupMs + 2 * rounds * tokenRoundMs) / 1000) * MAX_RATE,
     );
     ctx.log(`signing ${count} client assertions`);
     const assertions = await signAssertions(count, jwk, `${server.publicUrl}/token`);
@@ -158,6 +159,58 @@ export const run: Bench = async (ctx) => {
       await bareAgent.close();
       await bareTokens.stop();
     }
+    // The same rounds against the bare token server that also records each jti in our database
+    // (Postgres only): what remains between it and ours is ours, not durable replay protection.
+    const databaseUrl = server.env.DATABASE_URL;
+    let versusReplay: Interleaved | undefined;
+    const replayRawSlices: number[] = [];
+    if (databaseUrl !== undefined) {
+      const bareReplay = await startBareTokenServer(
+        server.pki,
+        clientJwks.keys[0]!,
+        server.publicUrl,
+        { databaseUrl },
+      );
+      const replayAgent = mtlsAgent(
+        { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
+        CONCURRENCY,
+      );
+      // Its own pass over the assertions (its jtis are recorded under its own client id).
+      let own = 0;
+      try {
+        ctx.log(`POST /token and the bare token server with the replay write, ${rounds} rounds`);
+        versusReplay = await interleaved({
+          rounds,
+          roundMs: tokenRoundMs,
+          warmupMs,
+          concurrency: CONCURRENCY,
+          ours: {
+            cpuMs: () => server.cpuMs(),
+            request: async () => {
+              const assertion = assertions[next++];
+              if (assertion === undefined) throw new Error('ran out of assertions');
+              await expect200(tokenRequest(`${server.url}/token`, assertion, agent));
+            },
+          },
+          reference: {
+            cpuMs: () => bareReplay.cpuMs(),
+            request: () =>
+              expect200(
+                tokenRequest(
+                  `${bareReplay.url}/token`,
+                  assertions[own++ % assertions.length]!,
+                  replayAgent,
+                ),
+              ),
+          },
+          afterRound: () => replayRawSlices.push(rawMeter(ctx.quick ? 300 : 600)),
+        });
+      } finally {
+        await replayAgent.close();
+        await bareReplay.stop();
+      }
+    }
+
     // Each round's rate over the raw PS256 slice measured right after it.
     const overRaw = (rates: number[]) => rates.map((r, i) => r / rawSlices[i]!);
     const oursOverRaw = overRaw(versusBare.rates.ours);
@@ -255,6 +308,31 @@ export const run: Bench = async (ctx) => {
         unit: '×',
         note: `median of rounds (${spread(versusBare.rateRatios)}); server CPU per token: event loop ${Math.round(versusBare.ours.mainUs)} vs ${Math.round(versusBare.reference.mainUs)} µs, other threads ${Math.round(versusBare.ours.otherUs)} vs ${Math.round(versusBare.reference.otherUs)} µs; machine busy ${pct(versusBare.ours.machineBusy)} vs ${pct(versusBare.reference.machineBusy)}`,
       },
+      ...(versusReplay
+        ? [
+            {
+              bench: 'tokens',
+              metric: 'bare token server + replay write',
+              value: versusReplay.reference.perSecond,
+              unit: '/s',
+              note: `reference: the bare token server recording each jti in Postgres as ours does; server CPU ${Math.round(versusReplay.reference.mainUs + versusReplay.reference.otherUs)} µs/token; errors ${versusReplay.reference.errors}`,
+            },
+            {
+              bench: 'tokens',
+              metric: 'bare + replay write ÷ raw PS256/s',
+              value: median(versusReplay.rates.reference.map((r, i) => r / replayRawSlices[i]!)),
+              unit: '×',
+              note: `what a token server with durable replay protection reaches here: median of rounds, raw PS256 measured after each (${replayRawSlices.map((r) => Math.round(r)).join(', ')})`,
+            },
+            {
+              bench: 'tokens',
+              metric: 'tokens/s ÷ bare + replay write',
+              value: median(versusReplay.rateRatios),
+              unit: '×',
+              note: `median of rounds (${spread(versusReplay.rateRatios)}); event loop ${Math.round(versusReplay.ours.mainUs)} vs ${Math.round(versusReplay.reference.mainUs)} µs, other threads ${Math.round(versusReplay.ours.otherUs)} vs ${Math.round(versusReplay.reference.otherUs)} µs; machine busy ${pct(versusReplay.ours.machineBusy)} vs ${pct(versusReplay.reference.machineBusy)}`,
+            },
+          ]
+        : []),
       {
         bench: 'tokens',
         metric: 'bare node:https GET',
