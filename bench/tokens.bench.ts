@@ -109,77 +109,29 @@ export const run: Bench = async (ctx) => {
       return true;
     });
 
-    // The same POST /token in alternating rounds: ours, then the bare token server (the least a
-    // token server must do, bench/lib/bareTokenServer.ts), then raw PS256 on one core, so that
-    // the ratios compare figures taken within seconds of each other. The bare server checks no
-    // replay: it is given assertions again.
-    const bareTokens = await startBareTokenServer(
-      server.pki,
-      clientJwks.keys[0]!,
-      server.publicUrl,
-    );
-    const bareAgent = mtlsAgent(
-      { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
-      CONCURRENCY,
-    );
-    const rawSlices: number[] = [];
-    let versusBare: Interleaved;
-    let reused = 0;
-    try {
-      ctx.log(
-        `POST /token and the bare token server (reference), ${rounds} alternating rounds, raw PS256 after each`,
-      );
-      versusBare = await interleaved({
-        rounds,
-        roundMs: tokenRoundMs,
-        warmupMs,
-        concurrency: CONCURRENCY,
-        ours: {
-          cpuMs: () => server.cpuMs(),
-          request: async () => {
-            const assertion = assertions[next++];
-            if (assertion === undefined) throw new Error('ran out of assertions');
-            await expect200(tokenRequest(`${server.url}/token`, assertion, agent));
-          },
-        },
-        reference: {
-          cpuMs: () => bareTokens.cpuMs(),
-          request: () =>
-            expect200(
-              tokenRequest(
-                `${bareTokens.url}/token`,
-                assertions[reused++ % assertions.length]!,
-                bareAgent,
-              ),
-            ),
-        },
-        afterRound: () => rawSlices.push(rawMeter(ctx.quick ? 300 : 600)),
-      });
-    } finally {
-      await bareAgent.close();
-      await bareTokens.stop();
-    }
-    // The same rounds against the bare token server that also records each jti in our database
-    // (Postgres only): what remains between it and ours is ours, not durable replay protection.
-    const databaseUrl = server.env.DATABASE_URL;
-    let versusReplay: Interleaved | undefined;
-    const replayRawSlices: number[] = [];
-    if (databaseUrl !== undefined) {
-      const bareReplay = await startBareTokenServer(
+    // The same POST /token in alternating rounds: ours, then a bare token server, then raw PS256
+    // on one core, so that the ratios compare figures taken within seconds of each other. A bare
+    // server is given assertions again, in its own pass: without the replay write it checks no
+    // replay, with it its jtis are recorded under its own client id.
+    const versusBareServer = async (
+      what: string,
+      replayWrite?: { databaseUrl: string },
+    ): Promise<{ versus: Interleaved; rawSlices: number[] }> => {
+      const bare = await startBareTokenServer(
         server.pki,
         clientJwks.keys[0]!,
         server.publicUrl,
-        { databaseUrl },
+        replayWrite,
       );
-      const replayAgent = mtlsAgent(
+      const bareAgent = mtlsAgent(
         { caCert: server.pki.caCert, cert: server.pki.tppCert, key: server.pki.tppKey },
         CONCURRENCY,
       );
-      // Its own pass over the assertions (its jtis are recorded under its own client id).
+      const rawSlices: number[] = [];
       let own = 0;
       try {
-        ctx.log(`POST /token and the bare token server with the replay write, ${rounds} rounds`);
-        versusReplay = await interleaved({
+        ctx.log(`POST /token and ${what}: ${rounds} alternating rounds, raw PS256 after each`);
+        const versus = await interleaved({
           rounds,
           roundMs: tokenRoundMs,
           warmupMs,
@@ -193,23 +145,34 @@ export const run: Bench = async (ctx) => {
             },
           },
           reference: {
-            cpuMs: () => bareReplay.cpuMs(),
+            cpuMs: () => bare.cpuMs(),
             request: () =>
               expect200(
                 tokenRequest(
-                  `${bareReplay.url}/token`,
+                  `${bare.url}/token`,
                   assertions[own++ % assertions.length]!,
-                  replayAgent,
+                  bareAgent,
                 ),
               ),
           },
-          afterRound: () => replayRawSlices.push(rawMeter(ctx.quick ? 300 : 600)),
+          afterRound: () => rawSlices.push(rawMeter(ctx.quick ? 300 : 600)),
         });
+        return { versus, rawSlices };
       } finally {
-        await replayAgent.close();
-        await bareReplay.stop();
+        await bareAgent.close();
+        await bare.stop();
       }
-    }
+    };
+    const { versus: versusBare, rawSlices } = await versusBareServer('the bare token server');
+    // The bare server that also records each jti in our database (Postgres only): what remains
+    // between it and ours is ours, not durable replay protection.
+    const databaseUrl = server.env.DATABASE_URL;
+    const withReplay =
+      databaseUrl === undefined
+        ? undefined
+        : await versusBareServer('the bare token server with the replay write', { databaseUrl });
+    const versusReplay = withReplay?.versus;
+    const replayRawSlices = withReplay?.rawSlices ?? [];
 
     // Each round's rate over the raw PS256 slice measured right after it.
     const overRaw = (rates: number[]) => rates.map((r, i) => r / rawSlices[i]!);
