@@ -13,6 +13,7 @@ import {
 } from './clientCertificate.js';
 import type { DatabaseOutage } from '../db/outage.js';
 import { DATABASE_OUTAGE_LOCAL, errorMapper, notFoundHandler } from './errorMapper.js';
+import type { AheadOfExpressDeps } from './aheadOfExpress.js';
 import { directToken } from './directToken.js';
 import { fixedDocumentsOf, fixedResponder } from './fixedResponses.js';
 import { inSequence } from './inSequence.js';
@@ -55,7 +56,7 @@ export function createApiApp(deps: ApiAppDeps): ServedApp {
   app.use(notFoundHandler);
   app.use(errorMapper);
 
-  const ahead = {
+  const ahead: AheadOfExpressDeps = {
     securityHeaders: securityHeaderPairs(helmetSteps),
     certificate,
     logger: deps.logger,

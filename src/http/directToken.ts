@@ -18,56 +18,41 @@
 // security headers, Cache-Control and Pragma, the OAuth error shape, the token route's own work
 // (routes/token.ts: tokenIssuer), the request metrics (route /token) and the request's log line;
 // errors go to the one error mapper.
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
-import type { Logger } from '../logger.js';
-import { ROUTE_LOCAL, type HttpRequestRecorder } from '../metrics.js';
+import { ROUTE_LOCAL } from '../metrics.js';
+import {
+  acceptedCertificate,
+  interactionIdOf,
+  recordAnswer,
+  type AheadOfExpressDeps,
+  type AnswerAhead,
+} from './aheadOfExpress.js';
 import { TOKEN_FORM_LIMIT_BYTES, TOKEN_FORM_MAX_FIELDS } from './bodyPolicy.js';
-import type { ClientCertificateCheck } from './clientCertificate.js';
 import { createRequestContext } from './context.js';
 import { errorMapper, OAUTH_ERROR_SHAPE } from './errorMapper.js';
-import { INTERACTION_ID_HEADER, interactionIdFor, logRequest } from './interactionId.js';
+import { INTERACTION_ID_HEADER } from './interactionId.js';
 import { ACCEPTS_JSON } from './openapi.js';
 import { parsePlainForm, plainBodyLength, readBody, setReadAhead } from './tokenForm.js';
 import { NO_STORE_HEADERS, TOKEN_PATH, type TokenIssuer } from './routes/token.js';
 
-export interface DirectTokenDeps {
+export interface DirectTokenDeps extends AheadOfExpressDeps {
   issue: TokenIssuer;
-  /** helmet's headers, in its order (securityHeaders.ts). */
-  securityHeaders: readonly [string, string][];
-  certificate: ClientCertificateCheck;
-  logger: Logger;
-  record?: HttpRequestRecorder | undefined;
 }
 
 /**
- * Takes on a plain token request and returns true, or returns false and leaves `req` untouched. A
- * request taken on whose body is not a plain form (or could not be read) is handed to `express`
- * with what was read.
+ * A plain token request is taken on; one whose body is not a plain form (or could not be read)
+ * is handed to express with what was read.
  */
-export type DirectToken = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  express: () => void,
-) => boolean;
-
-export function directToken(deps: DirectTokenDeps): DirectToken {
+export function directToken(deps: DirectTokenDeps): AnswerAhead {
   const head = [...deps.securityHeaders, ...NO_STORE_HEADERS];
-  const onIgnoredHeader = () => {
-    throw new IgnoredHeader();
-  };
   return (req, res, express) => {
     if (req.method !== 'POST' || req.url !== TOKEN_PATH) return false;
     const accept = req.headers.accept;
     if (accept !== undefined && !ACCEPTS_JSON.has(accept)) return false;
     const length = plainBodyLength(req, TOKEN_FORM_LIMIT_BYTES);
     if (length === undefined) return false;
-    let certificate;
-    try {
-      certificate = deps.certificate(req, onIgnoredHeader);
-    } catch {
-      return false; // express refuses it (or logs the ignored header) as it always did
-    }
+    const certificate = acceptedCertificate(deps, req);
+    if (!certificate) return false;
     const started = performance.now();
     readBody(req, length, (err, bytes) => {
       const form = err ? undefined : parsePlainForm(bytes!, TOKEN_FORM_MAX_FIELDS);
@@ -77,7 +62,7 @@ export function directToken(deps: DirectTokenDeps): DirectToken {
         return;
       }
       // From here on the request is ours, with what express would have set up for it.
-      const ctx = createRequestContext(deps.logger, interactionIdFor(single(req.headers)));
+      const ctx = createRequestContext(deps.logger, interactionIdOf(req));
       ctx.clientCertificate = certificate;
       const response = res as Response;
       // What express's own start of a request sets and its response helpers read.
@@ -85,16 +70,14 @@ export function directToken(deps: DirectTokenDeps): DirectToken {
       response.locals = { ctx, errorShape: OAUTH_ERROR_SHAPE, [ROUTE_LOCAL]: TOKEN_PATH };
       res.setHeader(INTERACTION_ID_HEADER, ctx.interactionId);
       for (const [name, value] of head) res.setHeader(name, value);
-      res.on('finish', () => {
-        const elapsed = () => performance.now() - started;
-        deps.record?.(TOKEN_PATH, 'POST', res.statusCode, elapsed() / 1000);
-        logRequest(deps.logger, () => ctx.log, {
+      res.on('finish', () =>
+        recordAnswer(deps, () => ctx.log, {
           method: 'POST',
           path: TOKEN_PATH,
           status: res.statusCode,
-          elapsedMs: elapsed,
-        });
-      });
+          started,
+        }),
+      );
       const request = {
         form,
         certificate,
@@ -116,12 +99,4 @@ export function directToken(deps: DirectTokenDeps): DirectToken {
     });
     return true;
   };
-}
-
-/** A certificate header on a direct connection: express logs it (a warning) and answers. */
-class IgnoredHeader extends Error {}
-
-function single(headers: IncomingMessage['headers']): string | undefined {
-  const value = headers[INTERACTION_ID_HEADER];
-  return Array.isArray(value) ? value.join(', ') : value;
 }

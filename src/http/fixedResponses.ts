@@ -16,13 +16,17 @@
 // What express would add for these paths is nothing else: the OpenAPI validator accepts any such
 // request (the only parameter is the x-fapi-interaction-id header, any string), and no rate limit
 // or token is involved.
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Router } from 'express';
-import type { Logger } from '../logger.js';
-import type { HttpRequestRecorder } from '../metrics.js';
-import type { ClientCertificateCheck } from './clientCertificate.js';
+import {
+  acceptedCertificate,
+  interactionIdOf,
+  recordAnswer,
+  type AheadOfExpressDeps,
+  type AnswerAhead,
+} from './aheadOfExpress.js';
 import { createRequestContext } from './context.js';
-import { INTERACTION_ID_HEADER, interactionIdFor, logRequest } from './interactionId.js';
+import { INTERACTION_ID_HEADER } from './interactionId.js';
 import { ACCEPTS_JSON } from './openapi.js';
 
 export interface FixedDocument {
@@ -49,46 +53,31 @@ export function fixedDocumentsOf(routers: readonly Router[]): FixedDocument[] {
   return routers.flatMap((r) => (r as WithFixed)[FIXED] ?? []);
 }
 
-export interface FixedResponderDeps {
+export interface FixedResponderDeps extends AheadOfExpressDeps {
   documents: readonly FixedDocument[];
-  /** helmet's headers, in its order (securityHeaders.ts). */
-  securityHeaders: readonly [string, string][];
-  certificate: ClientCertificateCheck;
-  logger: Logger;
-  record?: HttpRequestRecorder | undefined;
 }
 
 /**
- * Takes on a request for a fixed document and returns true, or returns false and leaves `req`
- * untouched. A request taken on whose body cannot be read is handed to `fallback` (express).
+ * A request for a fixed document is taken on; one whose body cannot be read is handed to
+ * express.
  */
-export type FixedResponder = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  fallback: () => void,
-) => boolean;
-
-export function fixedResponder(deps: FixedResponderDeps): FixedResponder {
+export function fixedResponder(deps: FixedResponderDeps): AnswerAhead {
   const answers = new Map<string, Answer>();
   for (const doc of deps.documents) {
     const head = [...deps.securityHeaders, ...doc.headers].flat();
     answers.set(doc.path, { path: doc.path, head, body: doc.body });
   }
-  const onIgnoredHeader = () => {
-    throw new IgnoredHeader();
-  };
   const send = (answer: Answer, res: ServerResponse, id: string, body: Buffer, started: number) => {
     // Gone while the body was read: express would have written nothing, logged and counted nothing.
     if (res.destroyed) return;
     const length = String(body.length);
     res.writeHead(200, [INTERACTION_ID_HEADER, id, ...answer.head, 'Content-Length', length]);
     res.end(body);
-    deps.record?.(answer.path, 'GET', 200, (performance.now() - started) / 1000);
-    logRequest(deps.logger, () => createRequestContext(deps.logger, id).log, {
+    recordAnswer(deps, () => createRequestContext(deps.logger, id).log, {
       method: 'GET',
       path: answer.path,
       status: 200,
-      elapsedMs: () => performance.now() - started,
+      started,
     });
   };
   return (req, res, fallback) => {
@@ -98,12 +87,8 @@ export function fixedResponder(deps: FixedResponderDeps): FixedResponder {
     const started = performance.now();
     const headers = req.headers;
     if (!plainRequest(headers)) return false;
-    try {
-      deps.certificate(req, onIgnoredHeader);
-    } catch {
-      return false; // express refuses it (or logs the ignored header) as it always did
-    }
-    const id = interactionIdFor(single(headers[INTERACTION_ID_HEADER]));
+    if (!acceptedCertificate(deps, req)) return false;
+    const id = interactionIdOf(req);
     const body = answer.body;
     if (Buffer.isBuffer(body)) send(answer, res, id, body, started);
     else body().then((b) => send(answer, res, id, b, started), fallback);
@@ -118,17 +103,10 @@ interface Answer {
   body: FixedDocument['body'];
 }
 
-/** A certificate header on a direct connection: express logs it (a warning) and answers. */
-class IgnoredHeader extends Error {}
-
 function plainRequest(headers: IncomingHttpHeaders): boolean {
   const accept = headers.accept;
   if (accept !== undefined && !ACCEPTS_JSON.has(accept)) return false;
   // A GET with a body: express reads and validates requests with bodies; leave those to it.
   const length = headers['content-length'];
   return (length === undefined || length === '0') && headers['transfer-encoding'] === undefined;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value;
 }

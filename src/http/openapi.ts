@@ -23,12 +23,12 @@ import { AppError, detail, OAuthError } from '../errors.js';
 import { OBIE_JSON_LIMIT_BYTES, tokenFormBody } from './bodyPolicy.js';
 import { inSequence } from './inSequence.js';
 import { jsonBytes } from './jsonBytes.js';
+import { TOKEN_PATH } from './routes/token.js';
 import { memoiseValidatorRouteRegexps } from './validatorRouteCache.js';
 
 export { rawBody } from './bodyPolicy.js';
 export const OPENAPI_PATH = '/open-banking/v3.1/openapi.json';
 export const BODY_LIMIT_BYTES = OBIE_JSON_LIMIT_BYTES;
-const TOKEN_PATH = '/token';
 /** Paths validated by their own routes (src/http/routes/obieApi.ts), in any spelling. */
 const OBIE_PATHS = /^\/open-banking(\/|$)/i;
 

@@ -35,13 +35,14 @@ export function tokenRouter(deps: RouteDeps): Router {
   const router = Router();
   const issue = tokenIssuer(deps);
   router.post(TOKEN_PATH, noStore, formBody, async (req, res) => {
+    const ctx = requestContext(res);
     const response = await issue(
       {
         form: req.body as unknown,
-        certificate: requestContext(res).clientCertificate,
+        certificate: ctx.clientCertificate,
         hasAuthorizationHeader: req.get('authorization') !== undefined,
       },
-      requestContext(res),
+      ctx,
     );
     res.status(200).json(response);
   });
